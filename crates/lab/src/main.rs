@@ -1,0 +1,30 @@
+//! `lab`: list, run, serve and doctor every Backend Labs lab.
+//!
+//! ```text
+//! cargo run --release -p lab -- list
+//! cargo run --release -p lab -- run all
+//! cargo run --release -p lab -- run seek-vs-scan --scale smoke --format json
+//! cargo run --release -p lab -- doctor
+//! ```
+//!
+//! The command line itself lives in `labkit::cli` so each lab's own `main.rs` shares it;
+//! this binary only registers the labs.
+
+use labkit::Lab;
+
+/// Every registered lab, in catalogue order. A new lab adds one line here.
+fn labs() -> Vec<Box<dyn Lab>> {
+    vec![
+        Box::new(lab_seek_vs_scan::SeekVsScan),
+        Box::new(lab_cache_stampede::CacheStampede),
+        Box::new(lab_idempotency_keys::IdempotencyKeys),
+        Box::new(lab_keyset_pagination::KeysetPagination),
+        Box::new(lab_rest_vs_graphql::RestVsGraphql),
+        Box::new(lab_isolation_levels::IsolationLevels),
+        Box::new(lab_rate_limiter::RateLimiter),
+    ]
+}
+
+fn main() -> std::process::ExitCode {
+    labkit::cli::main(labs())
+}

@@ -1,0 +1,424 @@
+//! The command line shared by the `lab` binary and each lab's own `main.rs`.
+//!
+//! stdout carries only the report (so `--format json | jq` works); progress bars, logs and
+//! hints go to stderr. Ctrl-C / SIGTERM drop the running lab, whose guards stop throwaway
+//! servers, delete temp dirs and drop the scratch database, then exit 130.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::backend::{BackendChoice, Backends, local};
+use crate::ctx::{LabCtx, RunOptions, Scale};
+use crate::lab::{Lab, run_lab};
+use crate::report::Report;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lab",
+    version,
+    about = "Backend Labs: runnable backend war stories on real Postgres and Redis"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the labs.
+    List,
+    /// Run labs and print their reports.
+    Run(RunArgs),
+    /// Serve a lab's HTTP app so you can point curl, wrk or a GraphQL client at it.
+    Serve(ServeArgs),
+    /// Show which backends are available and how fast the local ones start.
+    Doctor(BackendArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BackendArgs {
+    /// Where Postgres and Redis come from: env (DATABASE_URL/REDIS_URL), docker
+    /// (testcontainers), local (throwaway servers from installed binaries), or auto.
+    #[arg(long, default_value = "auto", env = "LAB_BACKEND", value_parser = parse_backend)]
+    pub backend: BackendChoice,
+}
+
+fn parse_backend(s: &str) -> Result<BackendChoice, String> {
+    s.parse()
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Lab ids, or `all` (may be omitted in a single lab's own binary).
+    pub labs: Vec<String>,
+    #[arg(long, default_value = "default", value_parser = parse_scale)]
+    pub scale: Scale,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write report.md, report.json and charts per lab into DIR/<lab>/, plus DIR/index.md.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Keep the scratch database and print its URL.
+    #[arg(long)]
+    pub keep: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+fn parse_scale(s: &str) -> Result<Scale, String> {
+    s.parse()
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    pub lab: String,
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
+    #[arg(long, default_value = "smoke", value_parser = parse_scale)]
+    pub scale: Scale,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Md,
+    Json,
+}
+
+/// Entry point for a binary holding `labs`. In a binary with one lab (a lab's own
+/// `main.rs`), `run` may omit the id and no subcommand at all means `run`.
+pub fn main(labs: Vec<Box<dyn Lab>>) -> ExitCode {
+    crate::telemetry::init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = rt.block_on(async {
+        tokio::select! {
+            code = dispatch(cli, &labs) => code,
+            sig = shutdown_signal() => {
+                // Returning drops `dispatch`'s future: every guard in it (servers, temp dirs,
+                // scratch database) cleans up on the way out.
+                eprintln!("\n{sig}: stopping, cleaning up throwaway servers and scratch data");
+                ExitCode::from(130)
+            }
+        }
+    });
+    // Wait for cleanup threads/tasks spawned by guards, bounded.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    code
+}
+
+/// Resolve after SIGINT or SIGTERM, naming the signal.
+pub async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+async fn dispatch(cli: Cli, labs: &[Box<dyn Lab>]) -> ExitCode {
+    let command = match cli.command {
+        Some(c) => c,
+        None if labs.len() == 1 => Command::Run(RunArgs {
+            labs: vec![labs[0].id().to_string()],
+            scale: Scale::Default,
+            seed: 42,
+            format: Format::Text,
+            out: None,
+            keep: false,
+            backend: BackendArgs {
+                backend: BackendChoice::from_env().unwrap_or_default(),
+            },
+        }),
+        None => {
+            eprintln!("usage: lab <list|run|serve|doctor> (try `lab --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        Command::List => {
+            for lab in labs {
+                println!("{:<20} {}", lab.id(), lab.title());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => run(args, labs).await,
+        Command::Serve(args) => serve(args, labs).await,
+        Command::Doctor(args) => doctor(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pick<'a>(labs: &'a [Box<dyn Lab>], ids: &[String]) -> Result<Vec<&'a dyn Lab>, String> {
+    if ids.is_empty() {
+        return match labs {
+            [only] => Ok(vec![only.as_ref()]),
+            _ => Err(format!(
+                "name a lab or `all`; known labs: {}",
+                labs.iter().map(|l| l.id()).collect::<Vec<_>>().join(", ")
+            )),
+        };
+    }
+    if ids.iter().any(|i| i == "all") {
+        return Ok(labs.iter().map(|l| l.as_ref()).collect());
+    }
+    ids.iter()
+        .map(|id| {
+            labs.iter()
+                .find(|l| l.id() == id)
+                .map(|l| l.as_ref())
+                .ok_or_else(|| {
+                    let known: Vec<&str> = labs.iter().map(|l| l.id()).collect();
+                    format!("unknown lab `{id}`; known labs: {}", known.join(", "))
+                })
+        })
+        .collect()
+}
+
+async fn run(args: RunArgs, labs: &[Box<dyn Lab>]) -> anyhow::Result<ExitCode> {
+    let chosen = match pick(labs, &args.labs) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let backends = Backends::resolve(args.backend.backend).await?;
+    eprintln!(
+        "backend: {} (postgres {}, redis {})",
+        backends.kind,
+        crate::backend::redact(&backends.admin_url),
+        backends.redis_url
+    );
+    let opts = RunOptions {
+        scale: args.scale,
+        seed: args.seed,
+        keep: args.keep,
+    };
+    let mut reports = Vec::new();
+    let mut kept = Vec::new();
+    for lab in chosen {
+        eprintln!("running {} at scale {} ...", lab.id(), opts.scale);
+        let outcome = run_lab(lab, &backends, opts).await?;
+        if let Some(url) = outcome.kept_database {
+            kept.push(url);
+        }
+        if args.format != Format::Json {
+            print!("{}", render(&outcome.report, args.format));
+        }
+        if let Some(dir) = &args.out {
+            write_out(dir, &outcome.report)?;
+        }
+        reports.push(outcome.report);
+    }
+    if args.format == Format::Json {
+        // One document on stdout: the report itself for one lab, a list for several.
+        if reports.len() == 1 {
+            println!("{}", reports[0].to_json());
+        } else {
+            let doc = serde_json::json!({ "schema_version": crate::report::SCHEMA_VERSION, "reports": reports });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+    }
+    if let Some(dir) = &args.out {
+        write_index(dir, &reports)?;
+        eprintln!("wrote {}", dir.join("index.md").display());
+    }
+    if !kept.is_empty() {
+        for url in &kept {
+            eprintln!("kept scratch database: psql '{url}'");
+        }
+        if backends.kind != crate::backend::BackendKind::Env {
+            eprintln!(
+                "the {} backend stops when this process ends: press Ctrl-C when you are done",
+                backends.kind
+            );
+            std::future::pending::<()>().await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Text => report.to_text(),
+        Format::Md => report.to_markdown(),
+        Format::Json => report.to_json(),
+    }
+}
+
+fn write_out(dir: &Path, report: &Report) -> anyhow::Result<()> {
+    let d = dir.join(&report.lab);
+    std::fs::create_dir_all(&d)?;
+    std::fs::write(d.join("report.md"), report.to_markdown())?;
+    std::fs::write(d.join("report.json"), report.to_json())?;
+    for chart in &report.charts {
+        match crate::chart::render_svg(chart) {
+            Ok(svg) => std::fs::write(d.join(format!("{}.svg", chart.id)), svg)?,
+            Err(e) => eprintln!("warning: chart {} not drawn: {e}", chart.id),
+        }
+    }
+    Ok(())
+}
+
+fn write_index(dir: &Path, reports: &[Report]) -> anyhow::Result<()> {
+    let mut md =
+        String::from("# Backend Labs — reports\n\n| lab | title | headline |\n|---|---|---|\n");
+    for r in reports {
+        md.push_str(&format!(
+            "| [{}]({}/report.md) | {} | {} |\n",
+            r.lab, r.lab, r.title, r.sentence
+        ));
+    }
+    std::fs::write(dir.join("index.md"), md)?;
+    Ok(())
+}
+
+async fn serve(args: ServeArgs, labs: &[Box<dyn Lab>]) -> anyhow::Result<ExitCode> {
+    let lab = match pick(labs, std::slice::from_ref(&args.lab)) {
+        Ok(l) if l.len() == 1 => l[0],
+        Ok(_) => {
+            eprintln!("error: `lab serve` takes one lab id");
+            return Ok(ExitCode::from(2));
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let backends = Backends::resolve(args.backend.backend).await?;
+    let ctx = LabCtx::new(
+        &backends,
+        lab.id(),
+        RunOptions {
+            scale: args.scale,
+            seed: args.seed,
+            keep: false,
+        },
+    )
+    .await?;
+    let Some(app) = lab.serve(&ctx).await? else {
+        eprintln!(
+            "lab `{}` has no HTTP server; `lab run {}` runs it",
+            lab.id(),
+            lab.id()
+        );
+        ctx.finish().await;
+        return Ok(ExitCode::from(2));
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on 127.0.0.1:{}: {e} (hint: --port 0 picks a free port)",
+                args.port
+            )
+        })?;
+    let base = format!("http://{}", listener.local_addr()?);
+    eprintln!(
+        "{} listening on {base} (backend: {}); Ctrl-C to stop\n",
+        lab.id(),
+        backends.kind
+    );
+    println!("{}", app.banner.replace("{base}", &base));
+    let keep_alive = app.keep_alive;
+    crate::http::serve(listener, app.router, async {
+        shutdown_signal().await;
+    })
+    .await?;
+    drop(keep_alive);
+    ctx.finish().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn doctor(args: BackendArgs) -> anyhow::Result<ExitCode> {
+    println!("Backend Labs doctor\n");
+    let db = std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty());
+    let redis = std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty());
+    println!(
+        "env:    DATABASE_URL {}, REDIS_URL {}",
+        db.as_deref()
+            .map(crate::backend::redact)
+            .unwrap_or_else(|| "unset".into()),
+        redis.as_deref().unwrap_or("unset")
+    );
+    match crate::backend::docker::engine_answers().await {
+        Ok(()) => println!("docker: engine answers (testcontainers can start postgres and redis)"),
+        Err(e) => println!("docker: unavailable — {e}"),
+    }
+    match local::LocalBins::find() {
+        Ok(b) => {
+            println!(
+                "local:  postgres binaries in {}, redis-server at {}",
+                b.pg_bin_dir.display(),
+                b.redis_server.display()
+            );
+            let t0 = Instant::now();
+            match Backends::resolve(BackendChoice::Local).await {
+                Ok(be) => {
+                    if let Some(r) = be.ready {
+                        println!(
+                            "        started both in {:.2} s: initdb {:.2} s, postgres ready {:.3} s after start, redis ready {:.3} s",
+                            t0.elapsed().as_secs_f64(),
+                            r.postgres_init.as_secs_f64(),
+                            r.postgres_ready.as_secs_f64(),
+                            r.redis_ready.as_secs_f64()
+                        );
+                    }
+                    let t1 = Instant::now();
+                    drop(be);
+                    println!(
+                        "        stopped and deleted in {:.3} s",
+                        t1.elapsed().as_secs_f64()
+                    );
+                }
+                Err(e) => println!("        could not start: {e}"),
+            }
+        }
+        Err(e) => println!("local:  unavailable — {e}"),
+    }
+    println!();
+    match Backends::resolve(args.backend).await {
+        Ok(be) => {
+            let ctx = LabCtx::new(&be, "doctor", RunOptions::default()).await?;
+            println!(
+                "selected ({:?}): {}",
+                args.backend,
+                ctx.environment.one_line()
+            );
+            ctx.finish().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("selected ({:?}): none — {e}", args.backend);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! # labkit — the harness every Backend Labs lab stands on
+//!
+//! A lab reproduces one backend war story on real Postgres and Redis and reports the numbers
+//! an engineer would quote. labkit does everything that is not the story itself:
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`backend`] | where Postgres and Redis come from: `env` URLs, `docker` (testcontainers) or `local` throwaway servers |
+//! | [`ctx`] | a run's scratch database and Redis key prefix, scale, seed and environment |
+//! | [`lab`] | the [`Lab`] trait and [`lab::run_lab`], the one path CLI, mains and tests share |
+//! | [`measure`] | HDR-histogram latency summaries, closed-loop and open-loop load drivers |
+//! | [`sql_count`] | exact SQL statement counts for a section of code or a router |
+//! | [`explain`] | `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` parsed into node types, buffers, heap fetches |
+//! | [`seed`] | fast, deterministic, server-side seeding with progress bars |
+//! | [`report`], [`chart`] | findings with stable keys; text, Markdown, JSON and SVG renderings |
+//! | [`http`] | serve a router on a real socket (`lab serve`, tests) and a loopback client |
+//! | [`cli`] | the `lab` command line, shared with each lab's own `main.rs` |
+//! | [`testing`] | a backend + scratch context per test, resolved like the CLI resolves it |
+//! | [`telemetry`] | stderr logging (`RUST_LOG`) plus the statement-counting layer |
+
+pub mod backend;
+pub mod chart;
+pub mod cli;
+pub mod ctx;
+pub mod explain;
+pub mod http;
+pub mod lab;
+pub mod measure;
+pub mod report;
+pub mod seed;
+pub mod sql_count;
+pub mod telemetry;
+pub mod testing;
+
+pub use backend::{BackendChoice, BackendKind, Backends};
+pub use ctx::{LabCtx, RunOptions, Scale};
+pub use lab::{Lab, RunOutcome, ServeApp, run_lab};
+pub use measure::{Bound, ClosedLoop, LatencySummary, OpenLoop, Recorder, closed_loop, open_loop};
+pub use report::{Chart, Report, Table};
+pub use sql_count::SqlCounter;
+
+/// Re-exported so labs name the same versions the harness uses.
+pub use async_trait::async_trait;

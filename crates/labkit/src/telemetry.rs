@@ -1,0 +1,37 @@
+//! Logging to stderr (`RUST_LOG`, default `warn`) plus the statement-counting layer.
+//!
+//! stdout is reserved for reports (`--format json` prints the JSON document and nothing
+//! else), so everything here writes to stderr.
+
+use std::sync::Once;
+
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::prelude::*;
+
+use crate::sql_count::SqlCountLayer;
+
+/// Install labkit's global subscriber once. Safe to call from every test and from main.
+/// If the process already installed another subscriber, SQL counting will read zero:
+/// labkit warns about that on stderr.
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(true)
+            .with_filter(filter);
+        // Its own filter, so the user's RUST_LOG never hides statements from the counter.
+        let counter = SqlCountLayer.with_filter(filter_fn(|meta| SqlCountLayer::wants(meta)));
+        if tracing_subscriber::registry()
+            .with(fmt)
+            .with(counter)
+            .try_init()
+            .is_err()
+        {
+            eprintln!(
+                "labkit: another tracing subscriber is installed; SQL statement counts will read 0"
+            );
+        }
+    });
+}
