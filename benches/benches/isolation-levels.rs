@@ -1,0 +1,8 @@
+//! Placeholder: the `isolation-levels` bench is not written yet.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn bench(_c: &mut Criterion) {}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
