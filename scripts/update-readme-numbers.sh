@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Re-measure every lab and splice the real reports into the READMEs.
+#
+#   scripts/update-readme-numbers.sh            # all labs, default scale
+#   scripts/update-readme-numbers.sh seek-vs-scan
+#
+# Runs `lab run ... --out`, then replaces the text between `<!-- numbers:start -->` and
+# `<!-- numbers:end -->` in labs/<id>/README.md with that lab's report.md, and the
+# catalogue block in README.md with the run's index. Numbers in READMEs are never typed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+labs=("${@:-all}")
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+cargo build --release -p lab
+./target/release/lab run "${labs[@]}" --scale default --out "$out" >/dev/null
+
+machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+stamp="$(date -u +%Y-%m-%d)"
+
+splice() { # file, start marker, end marker, replacement file
+  awk -v start="$2" -v end="$3" -v repl="$4" '
+    $0 ~ start { print; while ((getline line < repl) > 0) print line; skip = 1; next }
+    $0 ~ end   { skip = 0 }
+    !skip' "$1" > "$1.tmp" && mv "$1.tmp" "$1"
+}
+
+for dir in "$out"/*/; do
+  id=$(basename "$dir")
+  readme="labs/$id/README.md"
+  [ -f "$readme" ] || continue
+  {
+    echo
+    echo "Measured with \`cargo run --release -p lab -- run $id --scale default\` on $machine, $stamp."
+    echo
+    sed 's/^## /### /' "$dir/report.md"
+    echo
+  } > "$out/$id.block"
+  splice "$readme" '<!-- numbers:start -->' '<!-- numbers:end -->' "$out/$id.block"
+  # Charts referenced by the report live next to the README.
+  cp "$dir"/*.svg "labs/$id/" 2>/dev/null || true
+  echo "updated $readme"
+done
+
+{
+  echo
+  echo "Measured with \`cargo run --release -p lab -- run all\` (default scale) on $machine, $stamp."
+  echo
+  sed -n '/^| lab /,$p' "$out/index.md" | sed 's#](\([a-z-]*\)/report.md)#](labs/\1/README.md)#'
+  echo
+} > "$out/catalogue.block"
+splice README.md '<!-- catalogue:start -->' '<!-- catalogue:end -->' "$out/catalogue.block"
+echo "updated README.md"
