@@ -22,7 +22,7 @@ pub fn init() {
             .with_target(true)
             .with_filter(filter);
         // Its own filter, so the user's RUST_LOG never hides statements from the counter.
-        let counter = SqlCountLayer.with_filter(filter_fn(|meta| SqlCountLayer::wants(meta)));
+        let counter = SqlCountLayer.with_filter(filter_fn(SqlCountLayer::wants));
         if tracing_subscriber::registry()
             .with(fmt)
             .with(counter)

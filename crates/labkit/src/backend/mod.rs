@@ -233,7 +233,7 @@ pub struct ReadyTimes {
 enum Guard {
     None,
     Local(Box<LocalPostgres>, Box<LocalRedis>),
-    Docker(docker::Containers),
+    Docker(Box<docker::Containers>),
 }
 
 impl Backends {
@@ -310,7 +310,7 @@ impl Backends {
                         postgres_ready: elapsed,
                         redis_ready: elapsed,
                     }),
-                    _guard: Guard::Docker(containers),
+                    _guard: Guard::Docker(Box::new(containers)),
                 })
             }
         }
