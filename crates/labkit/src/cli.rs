@@ -76,7 +76,8 @@ fn parse_scale(s: &str) -> Result<Scale, String> {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
-    pub lab: String,
+    /// The lab to serve (may be omitted in a single lab's own binary).
+    pub lab: Option<String>,
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 3000)]
     pub port: u16,
@@ -302,7 +303,8 @@ fn write_index(dir: &Path, reports: &[Report]) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs, labs: &[Box<dyn Lab>]) -> anyhow::Result<ExitCode> {
-    let lab = match pick(labs, std::slice::from_ref(&args.lab)) {
+    let ids: Vec<String> = args.lab.iter().cloned().collect();
+    let lab = match pick(labs, &ids) {
         Ok(l) if l.len() == 1 => l[0],
         Ok(_) => {
             eprintln!("error: `lab serve` takes one lab id");

@@ -144,9 +144,14 @@ impl Plan {
     }
 
     /// Rows the scans looked at: what they produced plus what their filters threw away.
+    /// A Bitmap Index Scan only collects row pointers for the Bitmap Heap Scan above it,
+    /// which reports the rows themselves; counting both would count each row twice. (An
+    /// index scan's Index Cond skips non-matching entries without counting them, e.g.
+    /// other tenants' entries in a wrong-order index: those show up in buffers, not here.)
     pub fn rows_examined(&self) -> u64 {
         self.scans()
             .iter()
+            .filter(|n| n.node_type != "Bitmap Index Scan")
             .map(|n| {
                 ((n.actual_rows + n.rows_removed_by_filter + n.rows_removed_by_index_recheck)
                     * n.loops.max(1.0)) as u64

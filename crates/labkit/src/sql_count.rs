@@ -4,7 +4,9 @@
 //! in the task that awaited it. [`SqlCountLayer`] counts those events, attributing each to
 //! every enclosing [`SqlCounter`] scope span. So counting is exact (not sampled) and
 //! per-scope: two tests running servers side by side in one process never see each other's
-//! statements. `BEGIN`/`COMMIT` issued by sqlx transactions count as statements.
+//! statements. What counts is what sqlx logs: every query, plus the `COMMIT`/`ROLLBACK` of
+//! an sqlx transaction; the `BEGIN` of `pool.begin()` does not count (sqlx queues it and
+//! sends it with the transaction's first statement, without logging it).
 //!
 //! ```no_run
 //! # async fn f(pool: sqlx::PgPool) {

@@ -1,4 +1,4 @@
-//! Logging to stderr (`RUST_LOG`, default `warn`) plus the statement-counting layer.
+//! Logging to stderr (`RUST_LOG`, default `warn,sqlx::query=error`) plus the statement-counting layer.
 //!
 //! stdout is reserved for reports (`--format json` prints the JSON document and nothing
 //! else), so everything here writes to stderr.
@@ -16,7 +16,11 @@ use crate::sql_count::SqlCountLayer;
 pub fn init() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+        // sqlx warns about every "slow statement" (> 1 s); labs run slow statements on
+        // purpose (seq scans, deep OFFSETs, index builds), so those warnings are noise by
+        // default. `RUST_LOG=sqlx::query=warn` brings them back.
+        let filter = EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("warn,sqlx::query=error"));
         let fmt = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_target(true)
