@@ -326,7 +326,15 @@ async fn serve(args: ServeArgs, labs: &[Box<dyn Lab>]) -> anyhow::Result<ExitCod
         },
     )
     .await?;
-    let Some(app) = lab.serve(&ctx).await? else {
+    let app = match lab.serve(&ctx).await {
+        Ok(app) => app,
+        Err(e) => {
+            // Close the pools before the servers go, so the error is the last word.
+            ctx.finish().await;
+            return Err(e);
+        }
+    };
+    let Some(app) = app else {
         eprintln!(
             "lab `{}` has no HTTP server; `lab run {}` runs it",
             lab.id(),
