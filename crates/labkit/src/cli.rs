@@ -414,6 +414,10 @@ async fn doctor(args: BackendArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => println!("local:  unavailable — {e}"),
     }
+    let (dirs, procs) = local::leftovers();
+    println!(
+        "        this machine now: {dirs} labkit temp dirs, {procs} postgres/redis-server processes (yours included)"
+    );
     println!();
     match Backends::resolve(args.backend).await {
         Ok(be) => {

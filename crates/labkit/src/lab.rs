@@ -58,9 +58,12 @@ pub async fn run_lab(
 ) -> anyhow::Result<RunOutcome> {
     let ctx = LabCtx::new(backends, lab.id(), opts).await?;
     let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let result = lab.run(&ctx).await;
     let kept_database = ctx.finish().await;
     let mut report = result?;
+    // Stamped here, not when the lab built its Report (often at the end of the run).
+    report.started_at = started_at;
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(RunOutcome {
         report,

@@ -1,4 +1,4 @@
-//! Logging to stderr (`RUST_LOG`, default `warn,sqlx::query=error`) plus the statement-counting layer.
+//! Logging to stderr (`RUST_LOG`, default `warn,sqlx=error`) plus the statement-counting layer.
 //!
 //! stdout is reserved for reports (`--format json` prints the JSON document and nothing
 //! else), so everything here writes to stderr.
@@ -16,11 +16,11 @@ use crate::sql_count::SqlCountLayer;
 pub fn init() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // sqlx warns about every "slow statement" (> 1 s); labs run slow statements on
-        // purpose (seq scans, deep OFFSETs, index builds), so those warnings are noise by
-        // default. `RUST_LOG=sqlx::query=warn` brings them back.
-        let filter = EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("warn,sqlx::query=error"));
+        // sqlx warns about every "slow statement" (> 1 s) and "slow acquire" (> 2 s); labs
+        // cause both on purpose (seq scans, deep OFFSETs, stampedes), so by default they are
+        // noise. Errors still reach the caller as values. `RUST_LOG=sqlx=warn` brings them back.
+        let filter =
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,sqlx=error"));
         let fmt = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_target(true)
