@@ -27,6 +27,9 @@ CREATE TABLE accounts (
     balance bigint NOT NULL,
     profile text   NOT NULL   -- ~1 KB of KYC notes: what makes a cached account row weigh something
 );
+-- Ids for entries posted after the seed (which numbers rows 1..n itself). A sequence, not
+-- `max(id) + 1`: two writers posting at once would both read the same max and collide.
+CREATE SEQUENCE ledger_entry_posted_ids START WITH 1000000000000;
 "#;
 
 /// A year of bookings; the report covers one month of it, so every run scans the whole
@@ -105,7 +108,7 @@ ORDER BY booked_on
 /// A correcting entry, posted by the writer in the invalidation scenario.
 const POST_ENTRY_SQL: &str = r#"
 INSERT INTO ledger_entries (id, account_id, booked_on, amount_cents)
-SELECT coalesce(max(id), 0) + 1, $1, $2, $3 FROM ledger_entries
+VALUES (nextval('ledger_entry_posted_ids'), $1, $2, $3)
 "#;
 
 /// Instruments on the loader: how many recomputes, when they started, Postgres busy time.
