@@ -32,7 +32,7 @@ for dir in "$out"/*/; do
   [ -f "$readme" ] || continue
   {
     echo
-    echo "Measured with \`cargo run --release -p lab -- run $id --scale default\` on $machine, $stamp."
+    echo "Measured by \`scripts/update-readme-numbers.sh\` (\`lab run ${labs[*]} --scale default --out DIR\`, release build) on $machine, $stamp. Reproduce this lab alone with \`cargo run --release -p lab -- run $id\`."
     echo
     sed 's/^## /### /' "$dir/report.md"
     echo
