@@ -35,17 +35,11 @@ pub(crate) const SCOPE_TARGET: &str = "labkit::sql_count";
 const SCOPE_SPAN: &str = "sql_scope";
 const SQLX_TARGET: &str = "sqlx::query";
 
-static TOTAL: AtomicU64 = AtomicU64::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn registry() -> &'static Mutex<HashMap<u64, Arc<AtomicU64>>> {
     static REG: OnceLock<Mutex<HashMap<u64, Arc<AtomicU64>>>> = OnceLock::new();
     REG.get_or_init(Default::default)
-}
-
-/// Statements executed by this whole process since start (all scopes and none).
-pub fn total() -> u64 {
-    TOTAL.load(Ordering::Relaxed)
 }
 
 /// A counter of SQL statements executed inside its scope(s). Cheap to clone; clones share
@@ -174,7 +168,6 @@ where
         if event.metadata().target() != SQLX_TARGET {
             return;
         }
-        TOTAL.fetch_add(1, Ordering::Relaxed);
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope {
                 if let Some(c) = span.extensions().get::<ScopeCount>() {

@@ -233,7 +233,6 @@ pub struct LocalPostgres {
     child: Option<Child>,
     dir: Option<tempfile::TempDir>,
     pub port: u16,
-    pub version: String,
     pub init_time: Duration,
     pub ready_time: Duration,
 }
@@ -332,16 +331,6 @@ impl LocalPostgres {
         }
         let init_time = t0.elapsed();
 
-        let version = String::from_utf8_lossy(
-            &Command::new(bins.pg_bin_dir.join("postgres"))
-                .arg("--version")
-                .output()
-                .map(|o| o.stdout)
-                .unwrap_or_default(),
-        )
-        .trim()
-        .to_string();
-
         let port = free_port().map_err(|e| start_err("postgres", e))?;
         let log_path = dir.path().join("postgres.log");
         let log = fs::File::create(&log_path).map_err(|e| start_err("postgres", e))?;
@@ -373,7 +362,6 @@ impl LocalPostgres {
                 child: Some(child),
                 dir: Some(dir),
                 port,
-                version,
                 init_time,
                 ready_time: Duration::ZERO,
             },

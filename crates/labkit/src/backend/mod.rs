@@ -324,14 +324,6 @@ impl Backends {
             _ => None,
         }
     }
-
-    /// The local Redis, when this is a local backend.
-    pub fn local_redis(&self) -> Option<&LocalRedis> {
-        match &self._guard {
-            Guard::Local(_, r) => Some(r),
-            _ => None,
-        }
-    }
 }
 
 fn non_empty_var(name: &str) -> Option<String> {
