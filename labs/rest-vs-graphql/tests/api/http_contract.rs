@@ -216,8 +216,16 @@ async fn a_persisted_query_is_served_by_hash_over_get_and_revalidates_to_304() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 304);
-    assert!(r.bytes().await.unwrap().is_empty());
+    let status = r.status();
+    let new_etag = r.headers().get("etag").cloned();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(
+        status,
+        304,
+        "sent If-None-Match {etag}, got ETag {new_etag:?} and body {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(body.is_empty());
     app.finish().await;
 }
 
