@@ -25,7 +25,7 @@ pub fn ctx(rt: &tokio::runtime::Runtime, lab_id: &str, scale: Scale) -> TestCtx 
         RunOptions {
             scale,
             seed: 42,
-            keep: false,
+            ..RunOptions::default()
         },
     ))
 }

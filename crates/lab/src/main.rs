@@ -22,6 +22,14 @@ fn labs() -> Vec<Box<dyn Lab>> {
         Box::new(lab_rest_vs_graphql::RestVsGraphql),
         Box::new(lab_isolation_levels::IsolationLevels),
         Box::new(lab_rate_limiter::RateLimiter),
+        Box::new(lab_zero_downtime_migrations::ZeroDowntimeMigrations),
+        Box::new(lab_retry_storm::RetryStorm),
+        Box::new(lab_load_shedding::LoadShedding),
+        Box::new(lab_locking_and_queues::LockingAndQueues),
+        Box::new(lab_outbox_saga::OutboxSaga),
+        Box::new(lab_replica_lag::ReplicaLag),
+        Box::new(lab_full_text_search::FullTextSearch),
+        Box::new(lab_write_path::WritePath),
     ]
 }
 

@@ -6,12 +6,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::backend::{BackendChoice, Backends, local};
-use crate::ctx::{LabCtx, RunOptions, Scale};
+use crate::ctx::{LabCtx, LoadKnobs, RunOptions, Scale};
 use crate::lab::{Lab, run_lab};
 use crate::report::Report;
 
@@ -40,26 +40,75 @@ pub enum Command {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BackendArgs {
-    /// Where Postgres and Redis come from: env (DATABASE_URL/REDIS_URL), docker
-    /// (testcontainers), local (throwaway servers from installed binaries), or auto.
-    #[arg(long, default_value = "auto", env = "LAB_BACKEND", value_parser = parse_backend)]
+    /// Where Postgres and Redis come from.
+    #[arg(long, value_enum, default_value = "auto", env = "LAB_BACKEND")]
     pub backend: BackendChoice,
 }
 
-fn parse_backend(s: &str) -> Result<BackendChoice, String> {
-    s.parse()
+/// The load knobs (pgbench/oha habits). Each overrides the scale's default in every load
+/// phase of the lab; a lab that cannot honour one says so in its report notes.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LoadArgs {
+    /// Concurrent clients in each load phase.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub clients: Option<u32>,
+    /// Length of each measured load phase (e.g. 500ms, 10s, 2m).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Open-loop arrival rate, requests per second.
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Unmeasured warm-up before each measured phase (e.g. 1s).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+}
+
+impl LoadArgs {
+    pub fn knobs(&self) -> LoadKnobs {
+        LoadKnobs {
+            clients: self.clients.map(|c| c as usize),
+            duration: self.duration,
+            rate: self.rate,
+            warmup: self.warmup,
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<f64>() {
+        // A bare number is seconds, as in pgbench -T.
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
+        _ => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{e} (expected e.g. 500ms, 10s, 2m)"))?,
+    };
+    if d.is_zero() {
+        return Err("must be more than zero (e.g. 500ms, 10s)".into());
+    }
+    Ok(d)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 1_000_000.0 => Ok(r),
+        _ => Err("expected requests per second, a number above 0 (e.g. 500)".into()),
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
     /// Lab ids, or `all` (may be omitted in a single lab's own binary).
     pub labs: Vec<String>,
-    #[arg(long, default_value = "default", value_parser = parse_scale)]
+    #[arg(long, value_enum, default_value = "default")]
     pub scale: Scale,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// No progress bars on stderr (they are never drawn when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
     /// Write report.md, report.json and charts per lab into DIR/<lab>/, plus DIR/index.md.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -70,10 +119,6 @@ pub struct RunArgs {
     pub backend: BackendArgs,
 }
 
-fn parse_scale(s: &str) -> Result<Scale, String> {
-    s.parse()
-}
-
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
     /// The lab to serve (may be omitted in a single lab's own binary).
@@ -81,7 +126,7 @@ pub struct ServeArgs {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 3000)]
     pub port: u16,
-    #[arg(long, default_value = "smoke", value_parser = parse_scale)]
+    #[arg(long, value_enum, default_value = "smoke")]
     pub scale: Scale,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -118,13 +163,21 @@ pub fn main(labs: Vec<Box<dyn Lab>>) -> ExitCode {
                 // Returning drops `dispatch`'s future: every guard in it (servers, temp dirs,
                 // scratch database) cleans up on the way out.
                 eprintln!("\n{sig}: stopping, cleaning up throwaway servers and scratch data");
-                ExitCode::from(130)
+                ExitCode::from(signal_exit_code(sig))
             }
         }
     });
     // Wait for cleanup threads/tasks spawned by guards, bounded.
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     code
+}
+
+/// The shell's convention: 128 + the signal's number (SIGINT 130, SIGTERM 143).
+pub fn signal_exit_code(sig: &str) -> u8 {
+    match sig {
+        "SIGTERM" => 143,
+        _ => 130,
+    }
 }
 
 /// Resolve after SIGINT or SIGTERM, naming the signal.
@@ -146,6 +199,8 @@ async fn dispatch(cli: Cli, labs: &[Box<dyn Lab>]) -> ExitCode {
             scale: Scale::Default,
             seed: 42,
             format: Format::Text,
+            load: LoadArgs::default(),
+            no_progress: false,
             out: None,
             keep: false,
             backend: BackendArgs {
@@ -218,10 +273,12 @@ async fn run(args: RunArgs, labs: &[Box<dyn Lab>]) -> anyhow::Result<ExitCode> {
         crate::backend::redact(&backends.admin_url),
         backends.redis_url
     );
+    crate::progress::set_enabled(!args.no_progress);
     let opts = RunOptions {
         scale: args.scale,
         seed: args.seed,
         keep: args.keep,
+        load: args.load.knobs(),
     };
     let mut reports = Vec::new();
     let mut kept = Vec::new();
@@ -322,7 +379,7 @@ async fn serve(args: ServeArgs, labs: &[Box<dyn Lab>]) -> anyhow::Result<ExitCod
         RunOptions {
             scale: args.scale,
             seed: args.seed,
-            keep: false,
+            ..RunOptions::default()
         },
     )
     .await?;
@@ -359,13 +416,19 @@ async fn serve(args: ServeArgs, labs: &[Box<dyn Lab>]) -> anyhow::Result<ExitCod
     );
     println!("{}", app.banner.replace("{base}", &base));
     let keep_alive = app.keep_alive;
-    crate::http::serve(listener, app.router, async {
-        shutdown_signal().await;
+    // The signal that ends the server decides the exit code (130 SIGINT, 143 SIGTERM): the
+    // server may finish its graceful shutdown before `main` sees the same signal, and a
+    // stopped server must not exit 0.
+    let (sig_tx, sig_rx) = tokio::sync::oneshot::channel();
+    crate::http::serve(listener, app.router, async move {
+        let _ = sig_tx.send(shutdown_signal().await);
     })
     .await?;
     drop(keep_alive);
     ctx.finish().await;
-    Ok(ExitCode::SUCCESS)
+    let sig = sig_rx.await.unwrap_or("SIGINT");
+    eprintln!("{sig}: stopped {}", lab.id());
+    Ok(ExitCode::from(signal_exit_code(sig)))
 }
 
 async fn doctor(args: BackendArgs) -> anyhow::Result<ExitCode> {

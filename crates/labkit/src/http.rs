@@ -89,3 +89,150 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("reqwest client builds")
 }
+
+// ---------------------------------------------------------------------------------------
+// Errors: every 4xx/5xx a lab's server sends is `{"error": {"code": "...", "message": "..."}}`.
+// ---------------------------------------------------------------------------------------
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// The JSON error body every lab's server uses: `{"error": {"code", "message"}}`.
+pub fn error_body(code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": { "code": code, "message": message } })
+}
+
+/// A response with `status` and the JSON error body.
+pub fn error_response(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+    (status, axum::Json(error_body(code, &message.to_string()))).into_response()
+}
+
+/// `Router::fallback` for unknown paths: 404 with a JSON body.
+pub async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// `Router::method_not_allowed_fallback`: 405 with a JSON body.
+pub async fn method_not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// The first string in `v` (keys included) holding a NUL character, as a JSON path like
+/// `data.charge_id`. Postgres `text` cannot store NUL: a body that holds one must be
+/// rejected at the edge with a 4xx, or the INSERT fails and the client sees a 500.
+pub fn find_nul(v: &serde_json::Value) -> Option<String> {
+    fn walk(v: &serde_json::Value, path: &str) -> Option<String> {
+        let here = |p: &str| {
+            if p.is_empty() {
+                "(body)".to_string()
+            } else {
+                p.to_string()
+            }
+        };
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => Some(here(path)),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| walk(x, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(o) => o.iter().find_map(|(k, x)| {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if k.contains('\0') {
+                    Some(here(&p))
+                } else {
+                    walk(x, &p)
+                }
+            }),
+            _ => None,
+        }
+    }
+    walk(v, "")
+}
+
+/// A JSON body extractor whose rejections are 4xx with the JSON error body:
+/// 415 without a JSON `Content-Type`, 413 over the body limit, 400 for malformed JSON or a
+/// NUL character in any string, 422 when the JSON does not have the expected shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                let status = e.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "body_too_large"
+                } else {
+                    "bad_body"
+                };
+                error_response(status, code, e.body_text())
+            })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("malformed JSON: {e}"),
+            )
+        })?;
+        if let Some(path) = find_nul(&value) {
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_text",
+                format!("{path}: text must not contain a NUL character (\\u0000)"),
+            ));
+        }
+        serde_json::from_value(value).map(JsonBody).map_err(|e| {
+            error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                e.to_string(),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_nul_names_the_path() {
+        let v = serde_json::json!({"id": "ok", "data": {"charge_id": "ch\u{0}x"}});
+        assert_eq!(find_nul(&v).as_deref(), Some("data.charge_id"));
+        let v = serde_json::json!(["a", "b\u{0}"]);
+        assert_eq!(find_nul(&v).as_deref(), Some("[1]"));
+        assert_eq!(find_nul(&serde_json::json!({"a": [1, "x"]})), None);
+    }
+}

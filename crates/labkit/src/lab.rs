@@ -1,13 +1,14 @@
 //! The contract between a lab and the harness.
 
 use std::any::Any;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
 
 use crate::backend::Backends;
 use crate::ctx::{LabCtx, RunOptions};
-use crate::report::Report;
+use crate::report::{Phase, Report};
 
 /// One war story. `run` reproduces it on `ctx` and returns the measured report.
 #[async_trait]
@@ -21,6 +22,16 @@ pub trait Lab: Send + Sync {
     /// Labs with an HTTP server build it here (seeding what it needs) for `lab serve`.
     async fn serve(&self, _ctx: &LabCtx) -> anyhow::Result<Option<ServeApp>> {
         Ok(None)
+    }
+    /// The finding keys this lab promises (its `pub const FINDING_KEYS`): users' scripts
+    /// parse them, and the CLI test checks every one is in a smoke run's JSON.
+    fn finding_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The committed run whose numbers the lab's README shows (`baseline.json`, written by
+    /// `scripts/update-readme-numbers.sh`), for `lab run <id> --baseline`.
+    fn baseline(&self) -> Option<&'static str> {
+        None
     }
 }
 
@@ -59,12 +70,32 @@ pub async fn run_lab(
     let ctx = LabCtx::new(backends, lab.id(), opts).await?;
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let result = lab.run(&ctx).await;
+    let phases: Arc<Mutex<Vec<Phase>>> = Arc::default();
+    let result = crate::measure::with_phase_log(phases.clone(), lab.run(&ctx)).await;
+    let mut report = match result {
+        Ok(mut report) => {
+            ctx.stamp_load(&mut report);
+            Ok(report)
+        }
+        Err(e) => Err(e),
+    };
     let kept_database = ctx.finish().await;
-    let mut report = result?;
-    // Stamped here, not when the lab built its Report (often at the end of the run).
-    report.started_at = started_at;
-    report.duration_s = started.elapsed().as_secs_f64();
+    if let Ok(report) = &mut report {
+        // Stamped here, not when the lab built its Report (often at the end of the run).
+        report.started_at = started_at;
+        report.duration_s = started.elapsed().as_secs_f64();
+        report.phases = std::mem::take(&mut *phases.lock().unwrap_or_else(|e| e.into_inner()));
+        for p in &report.phases {
+            if let Some(late) = p.send_late_p99_ms.filter(|l| *l > 1.0) {
+                report.notes.push(format!(
+                    "{}: the open-loop driver sent requests {late:.2} ms late at p99; that \
+                     lateness is part of the latencies measured in that phase.",
+                    p.name
+                ));
+            }
+        }
+    }
+    let report = report?;
     Ok(RunOutcome {
         report,
         kept_database,

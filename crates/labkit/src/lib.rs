@@ -9,6 +9,8 @@
 //! | [`ctx`] | a run's scratch database and Redis key prefix, scale, seed and environment |
 //! | [`lab`] | the [`Lab`] trait and [`lab::run_lab`], the one path CLI, mains and tests share |
 //! | [`measure`] | HDR-histogram latency summaries, closed-loop and open-loop load drivers |
+//! | [`progress`] | progress bars and load-phase timers on stderr (`--no-progress`, `NO_COLOR`) |
+//! | [`redis_info`] | Redis `INFO`, parsed |
 //! | [`sql_count`] | exact SQL statement counts for a section of code or a router |
 //! | [`explain`] | `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` parsed into node types, buffers, heap fetches |
 //! | [`seed`] | fast, deterministic, server-side seeding with progress bars |
@@ -26,6 +28,8 @@ pub mod explain;
 pub mod http;
 pub mod lab;
 pub mod measure;
+pub mod progress;
+pub mod redis_info;
 pub mod report;
 pub mod seed;
 pub mod sql_count;
@@ -33,10 +37,13 @@ pub mod telemetry;
 pub mod testing;
 
 pub use backend::{BackendChoice, BackendKind, Backends};
-pub use ctx::{LabCtx, RunOptions, Scale};
+pub use ctx::{ExtraError, Knob, LabCtx, LoadKnobs, RunOptions, Scale, pool_options};
 pub use lab::{Lab, RunOutcome, ServeApp, run_lab};
-pub use measure::{Bound, ClosedLoop, LatencySummary, OpenLoop, Recorder, closed_loop, open_loop};
-pub use report::{Chart, Report, Table};
+pub use measure::{
+    Bound, ClosedLoop, LatencySummary, LoadResult, OpenLoop, Recorder, Sample, closed_loop,
+    open_loop,
+};
+pub use report::{Better, Chart, Report, Table};
 pub use sql_count::SqlCounter;
 
 /// Re-exported so labs name the same versions the harness uses.

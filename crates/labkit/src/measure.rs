@@ -11,12 +11,16 @@
 //! never from hand-rolled sorting.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::Serialize;
+
+use crate::report::Phase;
 
 /// A latency histogram plus an error count.
 #[derive(Debug, Clone)]
@@ -114,22 +118,80 @@ pub struct LatencySummary {
     pub elapsed_s: f64,
 }
 
-/// One request, for latency-over-time charts.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Sample {
-    /// When the request was due (open loop) or started (closed loop), from the run's start.
+/// One operation, for latency-over-time charts and per-sample outcomes.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<T = ()> {
+    /// When the operation was due (open loop) or started (closed loop), from the run's start.
     pub at: Duration,
     pub latency: Duration,
-    pub ok: bool,
+    /// What the operation returned; `None` if it failed.
+    pub out: Option<T>,
+}
+
+impl<T> Sample<T> {
+    pub fn ok(&self) -> bool {
+        self.out.is_some()
+    }
+
+    /// When it ended, from the run's start.
+    pub fn end(&self) -> Duration {
+        self.at + self.latency
+    }
 }
 
 /// What a load run produced.
 #[derive(Debug, Clone)]
-pub struct LoadResult {
+pub struct LoadResult<T = ()> {
     pub summary: LatencySummary,
     pub recorder: Recorder,
     /// Every sample in start order, when the run asked for a timeline.
-    pub timeline: Vec<Sample>,
+    pub timeline: Vec<Sample<T>>,
+    /// The first error an operation returned (its `Display`), so a failing run says why.
+    pub first_error: Option<String>,
+    /// Open loop only: how well the driver kept its schedule.
+    pub schedule: Option<Schedule>,
+}
+
+/// How well an open-loop driver kept its schedule. A driver that sends late measures
+/// itself: the lateness is charged to the request's latency (it was due earlier), so a
+/// report must show it next to the latencies.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Schedule {
+    /// Requests the schedule called for, and requests sent.
+    pub intended: u64,
+    pub sent: u64,
+    pub target_rate_per_s: f64,
+    /// Sent requests over the time the sending took.
+    pub achieved_rate_per_s: f64,
+    /// How late the driver handed requests to the runtime, after their intended time.
+    pub send_late_p50_ms: f64,
+    pub send_late_p99_ms: f64,
+    pub send_late_max_ms: f64,
+}
+
+impl Schedule {
+    /// Whether the driver kept its rate: within 2 % of the target, and sending late by no
+    /// more than max(one interval, 1 ms) at p99.
+    pub fn kept_up(&self) -> bool {
+        let interval_ms = 1000.0 / self.target_rate_per_s.max(1e-9);
+        self.achieved_rate_per_s >= 0.98 * self.target_rate_per_s
+            && self.send_late_p99_ms <= interval_ms.max(1.0)
+    }
+
+    /// A sentence for the report when the driver did not keep up; `None` when it did.
+    pub fn warning(&self, phase: &str) -> Option<String> {
+        (!self.kept_up()).then(|| {
+            format!(
+                "{phase}: the open-loop driver did not keep its rate — {:.0}/s sent of {:.0}/s \
+                 intended, sent late by {:.2} ms at p99 (max {:.1} ms); latencies here include \
+                 that lateness, so part of what they show is the driver, not the system.",
+                self.achieved_rate_per_s,
+                self.target_rate_per_s,
+                self.send_late_p99_ms,
+                self.send_late_max_ms
+            )
+        })
+    }
 }
 
 /// When a closed-loop run stops.
@@ -149,12 +211,22 @@ pub struct Call {
 }
 
 /// Closed-loop driver settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClosedLoop {
     pub workers: usize,
     pub bound: Bound,
-    /// Keep every sample for a latency-over-time chart.
+    /// Keep every sample (with its outcome) for timelines and per-sample questions.
     pub timeline: bool,
+    /// Pause between one worker's operations (a person reading the page, a poller's
+    /// interval), jittered uniformly in [0.5, 1.5] × think so workers do not move in
+    /// lockstep; the first operation of each worker is staggered over one think time.
+    pub think: Option<Duration>,
+    /// Seed for the think-time jitter.
+    pub seed: u64,
+    /// Unmeasured warm-up: operations run for this long before the measured phase starts.
+    pub warmup: Duration,
+    /// Name of the phase: shown on stderr while it runs and recorded in the report.
+    pub label: Option<String>,
 }
 
 impl ClosedLoop {
@@ -163,6 +235,10 @@ impl ClosedLoop {
             workers: workers.max(1),
             bound,
             timeline: false,
+            think: None,
+            seed: 0,
+            warmup: Duration::ZERO,
+            label: None,
         }
     }
 
@@ -170,24 +246,66 @@ impl ClosedLoop {
         self.timeline = true;
         self
     }
+
+    pub fn think(mut self, think: Duration, seed: u64) -> Self {
+        self.think = Some(think);
+        self.seed = seed;
+        self
+    }
+
+    pub fn warmup(mut self, warmup: Duration) -> Self {
+        self.warmup = warmup;
+        self
+    }
+
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
 }
 
 /// Run `op` from `cfg.workers` concurrent tasks until the bound is reached. Errors are
-/// counted, not recorded as latencies.
-pub async fn closed_loop<F, Fut, T, E>(cfg: ClosedLoop, op: F) -> LoadResult
+/// counted (and the first one kept), not recorded as latencies; with `timeline`, every
+/// sample keeps what `op` returned.
+pub async fn closed_loop<F, Fut, T, E>(cfg: ClosedLoop, op: F) -> LoadResult<T>
 where
     F: Fn(Call) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
-    E: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let op = Arc::new(op);
+    if !cfg.warmup.is_zero() {
+        let warm = ClosedLoop {
+            warmup: Duration::ZERO,
+            timeline: false,
+            label: cfg.label.as_ref().map(|l| format!("{l} (warm-up)")),
+            bound: Bound::Duration(cfg.warmup),
+            ..cfg.clone()
+        };
+        let op = op.clone();
+        let _ = run_closed(warm, move |c| op(c), false).await;
+    }
+    run_closed(cfg, move |c| op(c), true).await
+}
+
+async fn run_closed<F, Fut, T, E>(cfg: ClosedLoop, op: F, record_phase: bool) -> LoadResult<T>
+where
+    F: Fn(Call) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
 {
     let op = Arc::new(op);
     let issued = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let deadline = match cfg.bound {
-        Bound::Duration(d) => Some(start + d),
+    let first_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let planned = match cfg.bound {
+        Bound::Duration(d) => Some(d),
         Bound::Count(_) => None,
     };
+    let bar = PhaseBar::start(cfg.label.as_deref(), planned);
+    let start = Instant::now();
+    let deadline = planned.map(|d| start + d);
     let limit = match cfg.bound {
         Bound::Count(n) => n,
         Bound::Duration(_) => u64::MAX,
@@ -196,9 +314,17 @@ where
     for worker in 0..cfg.workers {
         let op = op.clone();
         let issued = issued.clone();
+        let first_error = first_error.clone();
+        let cfg = cfg.clone();
         tasks.spawn(async move {
             let mut rec = Recorder::new();
             let mut timeline = Vec::new();
+            let mut rng = StdRng::seed_from_u64(
+                cfg.seed ^ (worker as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            if let Some(think) = cfg.think {
+                tokio::time::sleep(think.mul_f64(rng.random::<f64>())).await;
+            }
             loop {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
@@ -208,29 +334,76 @@ where
                     break;
                 }
                 let t0 = Instant::now();
-                let ok = op(Call { worker, seq }).await.is_ok();
+                let result = op(Call { worker, seq }).await;
                 let latency = t0.elapsed();
-                if ok {
-                    rec.record(latency);
-                } else {
-                    rec.record_error();
-                }
+                let out = match result {
+                    Ok(v) => {
+                        rec.record(latency);
+                        Some(v)
+                    }
+                    Err(e) => {
+                        rec.record_error();
+                        keep_first(&first_error, &e);
+                        None
+                    }
+                };
                 if cfg.timeline {
                     timeline.push(Sample {
                         at: t0 - start,
                         latency,
-                        ok,
+                        out,
                     });
+                }
+                if let Some(think) = cfg.think {
+                    tokio::time::sleep(think.mul_f64(rng.random_range(0.5..1.5))).await;
                 }
             }
             (rec, timeline)
         });
     }
-    collect(tasks, start).await
+    let mut rec = Recorder::new();
+    let mut timeline = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (r, t) = done.expect("load worker panicked");
+        rec.merge(&r);
+        timeline.extend(t);
+    }
+    let elapsed = start.elapsed();
+    bar.finish();
+    timeline.sort_by_key(|s| s.at);
+    let summary = rec.summary(elapsed);
+    if record_phase {
+        record(Phase {
+            name: cfg.label.clone().unwrap_or_else(|| "load".into()),
+            driver: "closed".into(),
+            clients: cfg.workers,
+            rate_per_s: None,
+            planned_s: planned.map(|d| d.as_secs_f64()),
+            elapsed_s: elapsed.as_secs_f64(),
+            samples: summary.count,
+            errors: summary.errors,
+            send_late_p99_ms: None,
+        });
+    }
+    let first_error = first_error.lock().unwrap_or_else(|e| e.into_inner()).take();
+    LoadResult {
+        summary,
+        recorder: rec,
+        timeline,
+        first_error,
+        schedule: None,
+    }
+}
+
+fn keep_first(slot: &Mutex<Option<String>>, e: &dyn std::fmt::Display) {
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.is_none() {
+        *slot = Some(e.to_string());
+    }
 }
 
 /// Open-loop driver settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct OpenLoop {
     /// Requests per second, spread evenly.
     pub rate_per_s: f64,
@@ -239,6 +412,8 @@ pub struct OpenLoop {
     /// slot, and that wait *is* counted in their latency (it starts at the intended time).
     pub max_in_flight: usize,
     pub timeline: bool,
+    /// Name of the phase: shown on stderr while it runs and recorded in the report.
+    pub label: Option<String>,
 }
 
 impl OpenLoop {
@@ -248,6 +423,7 @@ impl OpenLoop {
             duration,
             max_in_flight: 10_000,
             timeline: false,
+            label: None,
         }
     }
 
@@ -255,80 +431,207 @@ impl OpenLoop {
         self.timeline = true;
         self
     }
+
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
 }
 
 /// Issue `op` at a fixed rate; latency is measured from each request's intended start.
-pub async fn open_loop<F, Fut, T, E>(cfg: OpenLoop, op: F) -> LoadResult
+///
+/// The schedule is kept by a dedicated OS thread, not by tokio's timer: tokio's sleeps are
+/// millisecond-grained, so above ~1,000 requests/s every request would leave up to 1 ms late
+/// and that lateness would be charged as latency. The thread sleeps with a 1 µs timer slack
+/// to just before each request's time, then hands the request to the runtime; how late it
+/// did that is measured and returned in [`LoadResult::schedule`].
+pub async fn open_loop<F, Fut, T, E>(cfg: OpenLoop, op: F) -> LoadResult<T>
 where
     F: Fn(Call) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
-    E: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
 {
     let op = Arc::new(op);
     let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight.max(1)));
     let interval = Duration::from_secs_f64(1.0 / cfg.rate_per_s.max(1e-9));
     let total = (cfg.duration.as_secs_f64() * cfg.rate_per_s).floor() as u64;
-    let start = tokio::time::Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for seq in 0..total {
-        let intended = start + interval.mul_f64(seq as f64);
-        // If we are behind schedule this returns at once: the request is late, and its
-        // latency will say so.
-        tokio::time::sleep_until(intended).await;
-        let op = op.clone();
-        let slots = slots.clone();
-        tasks.spawn(async move {
-            let _permit = slots.acquire_owned().await.expect("semaphore never closed");
-            let ok = op(Call { worker: 0, seq }).await.is_ok();
-            let latency = tokio::time::Instant::now() - intended;
-            Sample {
-                at: intended - start,
-                latency,
-                ok,
-            }
-        });
-    }
+    let first_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let bar = PhaseBar::start(cfg.label.as_deref(), Some(cfg.duration));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Sample<T>>();
+    let handle = tokio::runtime::Handle::current();
+    let start = Instant::now();
+    let dispatcher = {
+        let first_error = first_error.clone();
+        std::thread::Builder::new()
+            .name("labkit-open-loop".into())
+            .spawn(move || {
+                precise_timer_slack();
+                let mut late = Recorder::new();
+                for seq in 0..total {
+                    let intended = start + interval.mul_f64(seq as f64);
+                    sleep_until_precise(intended);
+                    // If we are behind schedule the request is late, and its latency says so.
+                    late.record(Instant::now().saturating_duration_since(intended));
+                    let (op, slots, tx) = (op.clone(), slots.clone(), tx.clone());
+                    let first_error = first_error.clone();
+                    handle.spawn(async move {
+                        let _permit = slots.acquire_owned().await.expect("semaphore never closed");
+                        let out = match op(Call { worker: 0, seq }).await {
+                            Ok(v) => Some(v),
+                            Err(e) => {
+                                keep_first(&first_error, &e);
+                                None
+                            }
+                        };
+                        let _ = tx.send(Sample {
+                            at: intended - start,
+                            latency: intended.elapsed(),
+                            out,
+                        });
+                    });
+                }
+                (late, start.elapsed())
+            })
+            .expect("spawn the open-loop dispatcher thread")
+    };
     let mut rec = Recorder::new();
     let mut timeline = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        let s = done.expect("load task panicked");
-        if s.ok {
-            rec.record(s.latency);
-        } else {
-            rec.record_error();
+    while let Some(s) = rx.recv().await {
+        match s.out {
+            Some(_) => rec.record(s.latency),
+            None => rec.record_error(),
         }
         if cfg.timeline {
             timeline.push(s);
         }
     }
-    timeline.sort_by_key(|s| s.at);
+    let (late, sending) = tokio::task::spawn_blocking(move || dispatcher.join())
+        .await
+        .expect("join the dispatcher")
+        .expect("the open-loop dispatcher panicked");
     let elapsed = start.elapsed();
+    bar.finish();
+    timeline.sort_by_key(|s| s.at);
+    let late = late.summary(sending);
+    let schedule = Schedule {
+        intended: total,
+        sent: late.count,
+        target_rate_per_s: cfg.rate_per_s,
+        // n requests are sent over n-1 intervals.
+        achieved_rate_per_s: if late.count > 1 {
+            (late.count - 1) as f64 / sending.as_secs_f64().max(1e-9)
+        } else {
+            cfg.rate_per_s
+        },
+        send_late_p50_ms: late.p50_ms,
+        send_late_p99_ms: late.p99_ms,
+        send_late_max_ms: late.max_ms,
+    };
+    let summary = rec.summary(elapsed);
+    record(Phase {
+        name: cfg.label.clone().unwrap_or_else(|| "load".into()),
+        driver: "open".into(),
+        clients: cfg.max_in_flight,
+        rate_per_s: Some(cfg.rate_per_s),
+        planned_s: Some(cfg.duration.as_secs_f64()),
+        elapsed_s: elapsed.as_secs_f64(),
+        samples: summary.count,
+        errors: summary.errors,
+        send_late_p99_ms: Some(schedule.send_late_p99_ms),
+    });
+    let first_error = first_error.lock().unwrap_or_else(|e| e.into_inner()).take();
     LoadResult {
-        summary: rec.summary(elapsed),
+        summary,
         recorder: rec,
         timeline,
+        first_error,
+        schedule: Some(schedule),
     }
 }
 
-async fn collect(
-    mut tasks: tokio::task::JoinSet<(Recorder, Vec<Sample>)>,
-    start: Instant,
-) -> LoadResult {
-    let mut rec = Recorder::new();
-    let mut timeline = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        let (r, t) = done.expect("load worker panicked");
-        rec.merge(&r);
-        timeline.extend(t);
+/// Ask the kernel to wake this thread within 1 µs of its deadline (the default slack is
+/// 50 µs). Best effort: on failure the schedule is merely a little coarser, and measured.
+fn precise_timer_slack() {
+    let _ = nix::sys::prctl::set_timerslack(1_000);
+}
+
+/// Sleep until `t`: the kernel's sleep for all but the last 100 µs, then yield until due.
+fn sleep_until_precise(t: Instant) {
+    const SPIN: Duration = Duration::from_micros(100);
+    loop {
+        let now = Instant::now();
+        if now >= t {
+            return;
+        }
+        let left = t - now;
+        if left > SPIN {
+            std::thread::sleep(left - SPIN);
+        } else {
+            std::thread::yield_now();
+        }
     }
-    let elapsed = start.elapsed();
-    timeline.sort_by_key(|s| s.at);
-    LoadResult {
-        summary: rec.summary(elapsed),
-        recorder: rec,
-        timeline,
+}
+
+/// A phase's progress on stderr, ticking by time.
+struct PhaseBar {
+    bar: Option<indicatif::ProgressBar>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PhaseBar {
+    fn start(label: Option<&str>, planned: Option<Duration>) -> Self {
+        let Some(label) = label.filter(|_| crate::progress::enabled()) else {
+            return Self {
+                bar: None,
+                ticker: None,
+            };
+        };
+        let bar = crate::progress::phase(label, planned);
+        let ticker = planned.map(|_| {
+            let bar = bar.clone();
+            let t0 = Instant::now();
+            tokio::spawn(async move {
+                loop {
+                    bar.set_position(t0.elapsed().as_millis() as u64);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        });
+        Self {
+            bar: Some(bar),
+            ticker,
+        }
     }
+
+    fn finish(self) {
+        if let Some(t) = self.ticker {
+            t.abort();
+        }
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The phases of the lab run in progress (set by [`crate::run_lab`]).
+    static PHASES: Arc<Mutex<Vec<Phase>>>;
+}
+
+/// Run `fut` with a phase log: every driver that runs inside it (in the same task)
+/// records its phase there.
+pub(crate) async fn with_phase_log<F: Future>(log: Arc<Mutex<Vec<Phase>>>, fut: F) -> F::Output {
+    PHASES.scope(log, fut).await
+}
+
+fn record(phase: Phase) {
+    let _ = PHASES.try_with(|p| p.lock().unwrap_or_else(|e| e.into_inner()).push(phase));
 }
 
 /// Time `n` sequential runs of `op` (a single client): the honest way to get p50/p95 of one
@@ -355,36 +658,83 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn closed_loop_stops_at_the_count_and_counts_errors() {
+    async fn closed_loop_stops_at_the_count_counts_errors_and_keeps_the_first() {
         let r = closed_loop(ClosedLoop::new(4, Bound::Count(100)), |c| async move {
-            if c.seq % 10 == 0 { Err(()) } else { Ok(()) }
+            if c.seq % 10 == 0 {
+                Err(format!("boom {}", c.seq))
+            } else {
+                Ok(c.seq)
+            }
         })
         .await;
         assert_eq!(r.summary.count + r.summary.errors, 100);
         assert_eq!(r.summary.errors, 10);
+        assert!(r.first_error.unwrap().starts_with("boom "));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn open_loop_charges_a_stall_to_the_requests_queued_behind_it() {
-        // One slot, and request 0 stalls for 1 s: requests due during the stall queue behind
-        // it, and their latency counts from when they were due. A closed loop would report
-        // one slow request; the open loop reports the queue.
-        let cfg = OpenLoop {
-            max_in_flight: 1,
-            ..OpenLoop::new(100.0, Duration::from_secs(2))
-        };
-        let r = open_loop(cfg, |c| async move {
-            let d = if c.seq == 0 { 1000 } else { 1 };
-            tokio::time::sleep(Duration::from_millis(d)).await;
-            Ok::<_, ()>(())
+    #[tokio::test]
+    async fn closed_loop_timeline_keeps_each_outcome_and_think_time_spaces_operations() {
+        let cfg = ClosedLoop::new(2, Bound::Count(10))
+            .with_timeline()
+            .think(Duration::from_millis(4), 7);
+        let r = closed_loop(cfg, |c| async move {
+            if c.seq == 3 {
+                Err("no")
+            } else {
+                Ok(c.seq * 10)
+            }
         })
         .await;
-        assert_eq!(r.summary.count, 200);
+        assert_eq!(r.timeline.len(), 10);
+        let outs: Vec<Option<u64>> = r.timeline.iter().map(|s| s.out).collect();
+        assert_eq!(outs.iter().filter(|o| o.is_none()).count(), 1);
+        assert!(outs.iter().flatten().all(|v| v % 10 == 0));
+        // 5 operations per worker with at least 2 ms of think time after each.
+        assert!(r.summary.elapsed_s >= 0.008, "{:?}", r.summary);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stall_shows_in_open_loop_p99_and_hides_in_closed_loop() {
+        // One connection's worth of work: a cheap operation, except that one call stalls for
+        // 100 ms. The closed loop waits for it and records one slow sample; the open loop
+        // keeps sending at 1,000/s, so the ~100 requests due during the stall queue behind
+        // it and each is charged from when it was due (coordinated omission, made visible).
+        const STALL: Duration = Duration::from_millis(100);
+        let op = |c: Call| async move {
+            if c.seq == 200 {
+                tokio::time::sleep(STALL).await;
+            }
+            Ok::<_, String>(())
+        };
+        let closed = closed_loop(ClosedLoop::new(1, Bound::Count(1000)), op).await;
+        let open = open_loop(
+            OpenLoop::new(1000.0, Duration::from_secs(1)).max_in_flight(1),
+            op,
+        )
+        .await;
+        let slow = |r: &LoadResult| {
+            r.recorder
+                .histogram()
+                .iter_recorded()
+                .filter(|v| v.value_iterated_to() >= 20_000)
+                .map(|v| v.count_at_value())
+                .sum::<u64>()
+        };
+        assert!(slow(&closed) <= 3, "closed loop: {:?}", closed.summary);
+        assert!(slow(&open) >= 50, "open loop: {:?}", open.summary);
         assert!(
-            r.summary.p50_ms > 100.0,
-            "queued requests are late: {:?}",
-            r.summary
+            open.summary.p99_ms >= 20.0,
+            "open loop p99: {:?}",
+            open.summary
         );
+        assert!(
+            closed.summary.p99_ms < 20.0,
+            "closed loop p99: {:?}",
+            closed.summary
+        );
+        let sched = open.schedule.unwrap();
+        assert_eq!(sched.intended, 1000);
+        assert_eq!(sched.sent, 1000);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub async fn ctx(lab_id: &str) -> TestCtx {
         RunOptions {
             scale: Scale::Smoke,
             seed: 42,
-            keep: false,
+            ..RunOptions::default()
         },
     )
     .await
@@ -60,5 +60,46 @@ impl TestCtx {
         let TestCtx { ctx, backends } = self;
         ctx.finish().await;
         drop(backends);
+    }
+}
+
+/// Whether this run is CI (`CI` set to anything but empty, `0` or `false`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// A precondition a test needs (a replica, a dedicated Redis). When it is there, its value.
+/// When it is missing, the test must not silently pass: locally it is skipped with a line
+/// on stderr saying why; under `CI=true` the test fails — except when `documented_absent`
+/// names the environment this project documents as absent (no Docker engine here), and
+/// then the message says so.
+///
+/// ```no_run
+/// # async fn t(ctx: &labkit::LabCtx) {
+/// let Some(replica) = labkit::testing::require(
+///     "a streaming replica",
+///     ctx.replica(&Default::default()).await,
+///     None,
+/// ) else { return };
+/// # }
+/// ```
+pub fn require<T, E: std::fmt::Display>(
+    what: &str,
+    got: Result<T, E>,
+    documented_absent: Option<&str>,
+) -> Option<T> {
+    match got {
+        Ok(v) => Some(v),
+        Err(e) => {
+            if let Some(doc) = documented_absent {
+                eprintln!("SKIPPED (documented as absent here: {doc}): needs {what}: {e}");
+                return None;
+            }
+            if in_ci() {
+                panic!("this test needs {what}, which is missing under CI: {e}");
+            }
+            eprintln!("SKIPPED locally (would fail under CI=true): needs {what}: {e}");
+            None
+        }
     }
 }

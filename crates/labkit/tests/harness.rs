@@ -63,6 +63,7 @@ async fn seeding_is_deterministic_and_skewed_and_explain_reads_the_plan() {
         7,
         "INSERT INTO items SELECT g, labkit_skewed(g, $3, 1, 1000, 3), labkit_uniform(g, $3, 2) \
          FROM generate_series($1::bigint, $2::bigint) g",
+        |q| q,
     )
     .await
     .unwrap();
@@ -84,6 +85,7 @@ async fn seeding_is_deterministic_and_skewed_and_explain_reads_the_plan() {
         7,
         "INSERT INTO items SELECT g, labkit_skewed(g, $3, 1, 1000, 3), labkit_uniform(g, $3, 2) \
          FROM generate_series($1::bigint, $2::bigint) g",
+        |q| q,
         1,
         3_000,
     )
@@ -145,4 +147,186 @@ async fn forced_docker_backend_without_engine_fails_fast_and_clearly() {
         .unwrap_err();
     assert!(err.to_string().contains("Docker"), "{err}");
     assert!(t0.elapsed() < std::time::Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_local_replica_streams_the_scratch_database_and_leaves_nothing_behind() {
+    let t = testing::ctx("harness").await;
+    let Some(mut replica) = testing::require(
+        "a streaming replica",
+        t.ctx.replica(&Default::default()).await,
+        None,
+    ) else {
+        return;
+    };
+    let pg = &t.ctx.pg;
+    sqlx::raw_sql("CREATE TABLE r (v int); INSERT INTO r VALUES (7)")
+        .execute(pg)
+        .await
+        .unwrap();
+    let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+        .fetch_one(pg)
+        .await
+        .unwrap();
+    let streaming: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+            .fetch_one(pg)
+            .await
+            .unwrap();
+    assert_eq!(streaming, 1, "the standby streams from the primary");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&replica.url)
+        .await
+        .unwrap();
+    // Wait for the standby to replay past the insert (a bounded poll on a fact, not a sleep).
+    let caught_up = async {
+        loop {
+            let done: bool = sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn")
+                .bind(&lsn)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            if done {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), caught_up)
+        .await
+        .expect("replica replays within 20 s");
+    let v: i32 = sqlx::query_scalar("SELECT v FROM r")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(v, 7);
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(in_recovery);
+    drop(conn);
+    let server = replica.server.take().unwrap();
+    let dir = server.dir().unwrap().to_path_buf();
+    drop(server);
+    assert!(!dir.exists(), "the standby's dir is deleted with it");
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn a_dedicated_postgres_can_crash_and_restart_with_its_committed_data() {
+    let t = testing::ctx("harness").await;
+    let opts = labkit::backend::PostgresOptions::default().set("fsync", "on");
+    let Some(mut pg) = testing::require(
+        "a dedicated Postgres",
+        t.ctx.dedicated_postgres(&opts).await,
+        None,
+    ) else {
+        return;
+    };
+    let url = pg.url("postgres");
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let fsync: String = sqlx::query_scalar("SHOW fsync")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(fsync, "on", "the option overrides the throwaway default");
+    sqlx::raw_sql("CREATE TABLE c (v int); INSERT INTO c VALUES (1)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    pg.crash();
+    assert!(sqlx::PgPool::connect(&url).await.is_err(), "it is down");
+    pg.restart().await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM c")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "a synchronous commit survives the crash");
+    pool.close().await;
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn a_dedicated_redis_has_its_own_settings_and_stops_on_demand() {
+    let t = testing::ctx("harness").await;
+    let opts = labkit::backend::RedisOptions {
+        maxmemory: Some("2mb".into()),
+        maxmemory_policy: Some("allkeys-lru".into()),
+    };
+    let Some(mut r) = testing::require(
+        "a dedicated Redis",
+        t.ctx.dedicated_redis(&opts).await,
+        None,
+    ) else {
+        return;
+    };
+    let mut conn = r.client().get_multiplexed_async_connection().await.unwrap();
+    let info = labkit::redis_info::info(&mut conn, "memory").await.unwrap();
+    assert_eq!(info["maxmemory"], (2 * 1024 * 1024).to_string());
+    assert_eq!(info["maxmemory_policy"], "allkeys-lru");
+    r.stop().await;
+    assert!(r.client().get_multiplexed_async_connection().await.is_err());
+    t.finish().await;
+}
+
+/// A lab that reads `--clients`, ignores `--rate` on purpose and never looks at `--duration`.
+struct KnobLab;
+
+#[labkit::async_trait]
+impl labkit::Lab for KnobLab {
+    fn id(&self) -> &'static str {
+        "knobs"
+    }
+    fn title(&self) -> &'static str {
+        "knobs"
+    }
+    async fn run(&self, ctx: &labkit::LabCtx) -> anyhow::Result<labkit::Report> {
+        let clients = ctx.clients(4);
+        ctx.ignores(
+            labkit::Knob::Rate,
+            "a scripted interleaving has no arrival rate",
+        );
+        let r = labkit::closed_loop(
+            labkit::ClosedLoop::new(clients, labkit::Bound::Count(20)).label("ping"),
+            |_| async { Ok::<_, String>(()) },
+        )
+        .await;
+        let mut report = ctx.report("knobs");
+        report.p95("ping_p95_ms", "ping p95", &r.summary);
+        Ok(report)
+    }
+}
+
+#[tokio::test]
+async fn load_knobs_reach_the_lab_and_ignored_ones_are_named_in_the_notes() {
+    let backends = labkit::Backends::from_env().await.unwrap();
+    let opts = labkit::RunOptions {
+        scale: labkit::Scale::Smoke,
+        load: labkit::LoadKnobs {
+            clients: Some(2),
+            duration: Some(std::time::Duration::from_secs(1)),
+            rate: Some(100.0),
+            warmup: None,
+        },
+        ..Default::default()
+    };
+    let out = labkit::run_lab(&KnobLab, &backends, opts).await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out.report.to_json()).unwrap();
+    assert_eq!(json["schema_version"], 2);
+    assert_eq!(json["load"]["clients"], 2);
+    assert_eq!(json["load"]["set_by_user"]["rate_per_s"], 100.0);
+    assert_eq!(json["phases"][0]["name"], "ping");
+    assert_eq!(json["phases"][0]["clients"], 2);
+    assert_eq!(json["phases"][0]["samples"], 20);
+    assert_eq!(json["findings"]["ping_p95_ms"]["samples"], 20);
+    assert_eq!(json["findings"]["ping_p95_ms"]["better"], "lower");
+    let notes = json["notes"].to_string();
+    assert!(
+        notes.contains("--rate was ignored: a scripted interleaving"),
+        "{notes}"
+    );
+    assert!(notes.contains("--duration was ignored"), "{notes}");
+    assert!(!notes.contains("--clients was ignored"), "{notes}");
 }

@@ -68,8 +68,8 @@ pub fn sizes(scale: Scale) -> (u64, u64) {
 pub async fn seed(pool: &PgPool, scale: Scale, seed: u64) -> Result<(), sqlx::Error> {
     let (ledger_rows, accounts) = sizes(scale);
     sqlx::raw_sql(SCHEMA).execute(pool).await?;
-    labkit::seed::generate(pool, "ledger", ledger_rows, seed, SEED_LEDGER).await?;
-    labkit::seed::generate(pool, "accounts", accounts, seed, SEED_ACCOUNTS).await?;
+    labkit::seed::generate(pool, "ledger", ledger_rows, seed, SEED_LEDGER, |q| q).await?;
+    labkit::seed::generate(pool, "accounts", accounts, seed, SEED_ACCOUNTS, |q| q).await?;
     labkit::seed::step(pool, "analyze", "VACUUM ANALYZE ledger_entries, accounts").await?;
     Ok(())
 }

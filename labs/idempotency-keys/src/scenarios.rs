@@ -906,14 +906,23 @@ async fn webhook_redelivery(lab: &Lab<'_>) -> anyhow::Result<Hooks> {
     let pool = lab.pool();
     let events = lab.ctx.scale.pick(2_000u64, 200_000, 2_000_000);
     let seed = lab.ctx.seed;
-    labkit::seed::generate(pool, "webhooks", events, seed, SEED_EVENTS).await?;
-    labkit::seed::generate(pool, "redelivered", events / 20, seed, SEED_REDELIVERIES_20).await?;
+    labkit::seed::generate(pool, "webhooks", events, seed, SEED_EVENTS, |q| q).await?;
+    labkit::seed::generate(
+        pool,
+        "redelivered",
+        events / 20,
+        seed,
+        SEED_REDELIVERIES_20,
+        |q| q,
+    )
+    .await?;
     labkit::seed::generate(
         pool,
         "redelivered",
         events / 200,
         seed,
         SEED_REDELIVERIES_200,
+        |q| q,
     )
     .await?;
     sqlx::query("ANALYZE webhook_events").execute(pool).await?;
@@ -1003,7 +1012,7 @@ FROM generate_series($1::bigint, $2::bigint) g";
 async fn reap(lab: &Lab<'_>) -> anyhow::Result<Reaped> {
     let pool = lab.pool();
     let n = lab.ctx.scale.pick(2_000u64, 100_000, 1_000_000);
-    labkit::seed::generate(pool, "keys", n, lab.ctx.seed, SEED_KEYS).await?;
+    labkit::seed::generate(pool, "keys", n, lab.ctx.seed, SEED_KEYS, |q| q).await?;
     sqlx::query("ANALYZE idempotency_keys")
         .execute(pool)
         .await?;

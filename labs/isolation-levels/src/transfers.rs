@@ -345,6 +345,7 @@ pub async fn setup(pool: &PgPool, accounts: u64, seed: u64) -> Result<(), sqlx::
         "INSERT INTO accounts (id, opening, balance)
          SELECT g, o, o FROM generate_series($1::bigint, $2::bigint) g,
               LATERAL (SELECT 100 + floor(labkit_uniform(g, $3, 1) * 100)::bigint AS o) b",
+        |q| q,
     )
     .await?;
     // VACUUM cannot share a simple-protocol batch (an implicit transaction) with other statements.

@@ -79,7 +79,7 @@ const VACUUM: &str = "VACUUM (ANALYZE) orders";
 pub async fn seed(pool: &PgPool, rows: u64, seed: u64) -> Result<std::time::Duration, sqlx::Error> {
     let started = std::time::Instant::now();
     sqlx::raw_sql(CREATE_TABLE).execute(pool).await?;
-    labkit::seed::generate(pool, "orders", rows, seed, SEED_ROWS).await?;
+    labkit::seed::generate(pool, "orders", rows, seed, SEED_ROWS, |q| q).await?;
     labkit::seed::step(pool, "indexes", CREATE_INDEXES).await?;
     labkit::seed::step(pool, "vacuum", VACUUM).await?;
     Ok(started.elapsed())

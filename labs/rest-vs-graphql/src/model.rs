@@ -170,10 +170,18 @@ pub async fn seed_size(pool: &PgPool, size: DataSize, seed: u64) -> Result<(), s
         .bind(size.comments_per_task as i64)
         .execute(pool)
         .await?;
-    labkit::seed::generate(pool, "users", size.users, seed, SEED_USERS).await?;
-    labkit::seed::generate(pool, "projects", size.projects, seed, SEED_PROJECTS).await?;
-    labkit::seed::generate(pool, "tasks", size.tasks(), seed, SEED_TASKS).await?;
-    labkit::seed::generate(pool, "comments", size.comments(), seed, SEED_COMMENTS).await?;
+    labkit::seed::generate(pool, "users", size.users, seed, SEED_USERS, |q| q).await?;
+    labkit::seed::generate(pool, "projects", size.projects, seed, SEED_PROJECTS, |q| q).await?;
+    labkit::seed::generate(pool, "tasks", size.tasks(), seed, SEED_TASKS, |q| q).await?;
+    labkit::seed::generate(
+        pool,
+        "comments",
+        size.comments(),
+        seed,
+        SEED_COMMENTS,
+        |q| q,
+    )
+    .await?;
     labkit::seed::step(pool, "indexes", CREATE_INDEXES).await?;
     Ok(())
 }

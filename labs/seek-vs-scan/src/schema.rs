@@ -101,7 +101,8 @@ pub async fn load(pool: &PgPool, data: Dataset, seed: u64) -> Result<Loaded, sql
         .bind(data.tenants as i64)
         .execute(pool)
         .await?;
-    let insert = labkit::seed::generate(pool, "invoices", data.rows, seed, SEED_INVOICES).await?;
+    let insert =
+        labkit::seed::generate(pool, "invoices", data.rows, seed, SEED_INVOICES, |q| q).await?;
     // The primary key is built after the rows are in: one sorted build instead of two
     // million random inserts. It stays for every variant, as it would in production.
     let primary_key = labkit::seed::step(

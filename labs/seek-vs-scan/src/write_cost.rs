@@ -63,7 +63,7 @@ pub async fn insert_rate(
 ) -> Result<SeedStats, sqlx::Error> {
     prepare_copy(pool, indexes).await?;
     let label = format!("{indexes} indexes");
-    labkit::seed::generate_with(pool, &label, rows, seed, INSERT_COPY, 1, 10_000).await
+    labkit::seed::generate_with(pool, &label, rows, seed, INSERT_COPY, |q| q, 1, 10_000).await
 }
 
 /// `rounds` interleaved rounds of [`insert_rate`] over [`INDEX_COUNTS`]; for each count, the

@@ -14,6 +14,7 @@ mod imp {
     use testcontainers::runners::AsyncRunner;
     use testcontainers_modules::{postgres::Postgres, redis::Redis};
 
+    use super::{postgres_args, redis_args};
     use crate::backend::BackendError;
 
     /// Ping the engine under a short timeout. Without an engine this fails in about a
@@ -38,6 +39,40 @@ mod imp {
         _redis: ContainerAsync<Redis>,
     }
 
+    /// A Redis container of one scenario's own, with the same flags as a local one.
+    pub struct DedicatedRedis {
+        pub url: String,
+        container: Option<ContainerAsync<Redis>>,
+    }
+
+    impl DedicatedRedis {
+        pub async fn start(opts: &crate::backend::RedisOptions) -> Result<Self, BackendError> {
+            let err = |e: testcontainers::TestcontainersError| BackendError::Start {
+                what: "redis container",
+                reason: e.to_string(),
+            };
+            let c = Redis::default()
+                .with_tag("7-alpine")
+                .with_cmd(redis_args(opts))
+                .start()
+                .await
+                .map_err(err)?;
+            let host = c.get_host().await.map_err(err)?;
+            let port = c.get_host_port_ipv4(6379).await.map_err(err)?;
+            Ok(Self {
+                url: format!("redis://{host}:{port}"),
+                container: Some(c),
+            })
+        }
+
+        pub async fn stop(&mut self) {
+            if let Some(c) = self.container.take() {
+                let _ = c.stop().await;
+                let _ = c.rm().await;
+            }
+        }
+    }
+
     impl Containers {
         pub async fn start() -> Result<Self, BackendError> {
             let err = |what: &'static str| {
@@ -46,9 +81,18 @@ mod imp {
                     reason: e.to_string(),
                 }
             };
+            // The same settings as a local throwaway server, so numbers agree across
+            // backends (the report prints them either way).
             let (pg, redis) = tokio::join!(
-                Postgres::default().with_tag("16-alpine").start(),
-                Redis::default().with_tag("7-alpine").start()
+                Postgres::default()
+                    .with_tag("16-alpine")
+                    .with_cmd(postgres_args())
+                    .with_shm_size(512 * 1024 * 1024)
+                    .start(),
+                Redis::default()
+                    .with_tag("7-alpine")
+                    .with_cmd(redis_args(&crate::backend::RedisOptions::default()))
+                    .start()
             );
             let pg = pg.map_err(err("postgres container"))?;
             let redis = redis.map_err(err("redis container"))?;
@@ -77,6 +121,20 @@ mod imp {
 mod imp {
     use crate::backend::BackendError;
 
+    pub struct DedicatedRedis {
+        pub url: String,
+    }
+
+    impl DedicatedRedis {
+        pub async fn start(_: &crate::backend::RedisOptions) -> Result<Self, BackendError> {
+            Err(BackendError::DockerUnavailable {
+                reason: engine_answers().await.unwrap_err(),
+            })
+        }
+
+        pub async fn stop(&mut self) {}
+    }
+
     pub async fn engine_answers() -> Result<(), String> {
         Err("this build has no Docker support (labkit's `docker` feature is off)".into())
     }
@@ -95,4 +153,33 @@ mod imp {
     }
 }
 
-pub use imp::{Containers, engine_answers};
+pub use imp::{Containers, DedicatedRedis, engine_answers};
+
+/// `postgres -c ...` for the container: the local backend's settings (see
+/// `backend::local`), so a docker run's numbers are comparable with a local one's.
+pub fn postgres_args() -> Vec<String> {
+    let mut args = vec!["postgres".to_string()];
+    for (k, v) in super::local::DEFAULT_SETTINGS {
+        if *k == "listen_addresses" {
+            continue; // inside the container it must listen on its own interface
+        }
+        args.push("-c".into());
+        args.push(format!("{k}={v}"));
+    }
+    args
+}
+
+/// `redis-server ...` for the container: no persistence, like a local one.
+pub fn redis_args(opts: &super::RedisOptions) -> Vec<String> {
+    let mut args: Vec<String> = ["redis-server", "--save", "", "--appendonly", "no"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(m) = &opts.maxmemory {
+        args.extend(["--maxmemory".into(), m.clone()]);
+    }
+    if let Some(p) = &opts.maxmemory_policy {
+        args.extend(["--maxmemory-policy".into(), p.clone()]);
+    }
+    args
+}

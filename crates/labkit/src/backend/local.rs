@@ -228,6 +228,32 @@ fn start_err(what: &'static str, reason: impl std::fmt::Display) -> BackendError
     }
 }
 
+/// Extra settings for a throwaway Postgres, on top of [`LocalPostgres`]'s defaults.
+#[derive(Debug, Clone, Default)]
+pub struct PostgresOptions {
+    /// `-c name=value` pairs, applied after (and so overriding) the defaults, e.g.
+    /// `("fsync", "on")` for a lab whose story is commit cost.
+    pub settings: Vec<(String, String)>,
+}
+
+impl PostgresOptions {
+    pub fn set(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// The settings every throwaway cluster starts with (see [`LocalPostgres::start`]).
+pub(crate) const DEFAULT_SETTINGS: &[(&str, &str)] = &[
+    ("listen_addresses", "127.0.0.1"),
+    ("fsync", "off"),
+    ("full_page_writes", "off"),
+    ("max_connections", "400"),
+    ("shared_buffers", "256MB"),
+    ("max_wal_size", "4GB"),
+    ("checkpoint_timeout", "30min"),
+];
+
 /// A throwaway PostgreSQL cluster. Stopped and deleted on drop.
 pub struct LocalPostgres {
     child: Option<Child>,
@@ -235,6 +261,9 @@ pub struct LocalPostgres {
     pub port: u16,
     pub init_time: Duration,
     pub ready_time: Duration,
+    bins: LocalBins,
+    user: Option<User>,
+    settings: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for LocalPostgres {
@@ -256,53 +285,32 @@ impl LocalPostgres {
     /// commit record is not flushed yet), and Index Only Scans would show heap fetches that
     /// a real server would not. With fsync off, a synchronous commit costs one write().
     pub async fn start(bins: &LocalBins) -> Result<Self, BackendError> {
+        Self::start_with(bins, &PostgresOptions::default()).await
+    }
+
+    /// [`start`](Self::start) with extra settings (a dedicated server for one scenario).
+    pub async fn start_with(
+        bins: &LocalBins,
+        opts: &PostgresOptions,
+    ) -> Result<Self, BackendError> {
         let bins = bins.clone();
+        let settings = opts.settings.clone();
         // initdb and the spawn are blocking work; keep them off the async worker threads.
-        let (mut this, data_dir) = tokio::task::spawn_blocking(move || Self::init_and_spawn(&bins))
-            .await
-            .map_err(|e| start_err("postgres", e))??;
-        let started = Instant::now();
-        let url = this.url("postgres");
-        loop {
-            use sqlx::Connection;
-            if let Ok(conn) = sqlx::PgConnection::connect(&url).await {
-                let _ = conn.close().await;
-                break;
-            }
-            let exited = this
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || started.elapsed() > READY_TIMEOUT {
-                let log = log_tail(&data_dir.join("../postgres.log"));
-                return Err(start_err(
-                    "postgres",
-                    format!("server did not become ready; log tail:\n{log}"),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        this.ready_time = started.elapsed();
+        let mut this = tokio::task::spawn_blocking(move || {
+            let mut this = Self::init(&bins, settings)?;
+            this.spawn()?;
+            Ok::<_, BackendError>(this)
+        })
+        .await
+        .map_err(|e| start_err("postgres", e))??;
+        this.wait_ready().await?;
         Ok(this)
     }
 
-    fn init_and_spawn(bins: &LocalBins) -> Result<(Self, PathBuf), BackendError> {
+    fn init(bins: &LocalBins, settings: Vec<(String, String)>) -> Result<Self, BackendError> {
         let user = unprivileged_user();
-        let dir = make_dir("pg").map_err(|e| start_err("postgres", e))?;
+        let dir = private_dir("pg", user.as_ref())?;
         let data = dir.path().join("data");
-        if let Some(u) = &user {
-            // The dir must belong to the server's user, and be private (Postgres checks).
-            nix::unistd::chown(dir.path(), Some(u.uid), Some(u.gid))
-                .map_err(|e| start_err("postgres", format!("chown temp dir: {e}")))?;
-        }
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
-            .map_err(|e| start_err("postgres", e))?;
-        let as_user = |cmd: &mut Command| {
-            if let Some(u) = &user {
-                cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
-            }
-        };
-
         let t0 = Instant::now();
         let mut initdb = Command::new(bins.pg_bin_dir.join("initdb"));
         initdb
@@ -318,7 +326,7 @@ impl LocalPostgres {
                 "--locale=C",
             ])
             .stdin(Stdio::null());
-        as_user(&mut initdb);
+        as_user(&mut initdb, user.as_ref());
         let out = initdb.output().map_err(|e| start_err("postgres", e))?;
         if !out.status.success() {
             return Err(start_err(
@@ -329,44 +337,91 @@ impl LocalPostgres {
                 ),
             ));
         }
-        let init_time = t0.elapsed();
+        Ok(Self {
+            child: None,
+            dir: Some(dir),
+            port: free_port().map_err(|e| start_err("postgres", e))?,
+            init_time: t0.elapsed(),
+            ready_time: Duration::ZERO,
+            bins: bins.clone(),
+            user,
+            settings,
+        })
+    }
 
-        let port = free_port().map_err(|e| start_err("postgres", e))?;
-        let log_path = dir.path().join("postgres.log");
-        let log = fs::File::create(&log_path).map_err(|e| start_err("postgres", e))?;
-        if let Some(u) = &user {
+    fn data_dir(&self) -> PathBuf {
+        self.dir
+            .as_ref()
+            .map(|d| d.path().join("data"))
+            .unwrap_or_default()
+    }
+
+    /// Start the postmaster on this cluster's data dir and port (blocking; no wait).
+    fn spawn(&mut self) -> Result<(), BackendError> {
+        let dir = self
+            .dir
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_default();
+        let log_path = dir.join("postgres.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| start_err("postgres", e))?;
+        if let Some(u) = &self.user {
             let _ = nix::unistd::chown(&log_path, Some(u.uid), Some(u.gid));
         }
-        let mut cmd = Command::new(bins.pg_bin_dir.join("postgres"));
+        let mut cmd = Command::new(self.bins.pg_bin_dir.join("postgres"));
         cmd.arg("-D")
-            .arg(&data)
+            .arg(self.data_dir())
             .arg("-c")
-            .arg(format!("port={port}"))
-            .args(["-c", "listen_addresses=127.0.0.1"])
+            .arg(format!("port={}", self.port))
             .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()))
-            .args(["-c", "fsync=off"])
-            .args(["-c", "full_page_writes=off"])
-            .args(["-c", "max_connections=400"])
-            .args(["-c", "shared_buffers=256MB"])
-            .args(["-c", "max_wal_size=4GB"])
-            .args(["-c", "checkpoint_timeout=30min"])
-            .stdin(Stdio::null())
+            .arg(format!("unix_socket_directories={}", dir.display()));
+        let defaults = DEFAULT_SETTINGS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        for (k, v) in defaults.chain(self.settings.iter().cloned()) {
+            cmd.arg("-c").arg(format!("{k}={v}"));
+        }
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| start_err("postgres", e))?)
             .stderr(log)
             .process_group(0);
-        as_user(&mut cmd);
-        let child = spawn_supervised(cmd).map_err(|e| start_err("postgres", e))?;
-        Ok((
-            Self {
-                child: Some(child),
-                dir: Some(dir),
-                port,
-                init_time,
-                ready_time: Duration::ZERO,
-            },
-            data,
-        ))
+        as_user(&mut cmd, self.user.as_ref());
+        self.child = Some(spawn_supervised(cmd).map_err(|e| start_err("postgres", e))?);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), BackendError> {
+        let started = Instant::now();
+        let url = self.url("postgres");
+        loop {
+            use sqlx::Connection;
+            if let Ok(conn) = sqlx::PgConnection::connect(&url).await {
+                let _ = conn.close().await;
+                break;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || started.elapsed() > READY_TIMEOUT {
+                let log = self
+                    .dir
+                    .as_ref()
+                    .map(|d| log_tail(&d.path().join("postgres.log")))
+                    .unwrap_or_default();
+                return Err(start_err(
+                    "postgres",
+                    format!("server did not become ready; log tail:\n{log}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.ready_time = started.elapsed();
+        Ok(())
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/<db>`
@@ -377,6 +432,137 @@ impl LocalPostgres {
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_ref().map(|d| d.path())
     }
+
+    /// Crash the server: SIGKILL to the postmaster and every backend at once (they share a
+    /// process group). Nothing is flushed; what was only in WAL buffers is gone. The data
+    /// dir stays, so [`restart`](Self::restart) runs crash recovery on it.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+            // Backends die with the group; give the kernel a moment to release the port.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    /// Start the server again on the same data dir and port (after [`crash`](Self::crash)),
+    /// waiting until it answers — crash recovery included.
+    pub async fn restart(&mut self) -> Result<Duration, BackendError> {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, Signal::SIGINT);
+        }
+        // A crashed postmaster leaves postmaster.pid; Postgres checks the pid and ignores it.
+        self.spawn()?;
+        self.wait_ready().await?;
+        Ok(self.ready_time)
+    }
+
+    /// Change settings on the running server: appended to `postgresql.auto.conf` (where
+    /// `ALTER SYSTEM` writes; later lines win) and applied with SIGHUP. Works on a hot
+    /// standby too, where `ALTER SYSTEM` cannot run. Only settings Postgres reloads without
+    /// a restart take effect (`pg_settings.context` = `sighup` or `user`).
+    pub fn reload_with(&mut self, settings: &[(&str, &str)]) -> Result<(), BackendError> {
+        use std::io::Write as _;
+        let path = self.data_dir().join("postgresql.auto.conf");
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| start_err("postgres", format!("{}: {e}", path.display())))?;
+        for (k, v) in settings {
+            self.settings.retain(|(name, _)| name != k);
+            self.settings.push((k.to_string(), v.to_string()));
+            writeln!(f, "{k} = '{}'", v.replace('\'', "''"))
+                .map_err(|e| start_err("postgres", e))?;
+        }
+        if let Some(child) = &self.child {
+            kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP)
+                .map_err(|e| start_err("postgres", e))?;
+        }
+        Ok(())
+    }
+
+    /// A streaming hot standby of this cluster: `pg_basebackup -R -X stream` into a new temp
+    /// dir, started on its own port with `settings` (e.g. `recovery_min_apply_delay`,
+    /// `hot_standby_feedback`). Stopped and deleted on drop, like any [`LocalPostgres`].
+    /// The initdb of the primary (`--auth=trust`) already allows local replication.
+    pub async fn standby(&self, opts: &PostgresOptions) -> Result<Self, BackendError> {
+        Self::standby_of(&self.bins, self.port, opts).await
+    }
+
+    /// [`standby`](Self::standby) of the local cluster listening on `primary_port`.
+    pub async fn standby_of(
+        bins: &LocalBins,
+        primary_port: u16,
+        opts: &PostgresOptions,
+    ) -> Result<Self, BackendError> {
+        let bins = bins.clone();
+        let settings = opts.settings.clone();
+        let mut this = tokio::task::spawn_blocking(move || {
+            let user = unprivileged_user();
+            let dir = private_dir("standby", user.as_ref())?;
+            let t0 = Instant::now();
+            let mut backup = Command::new(bins.pg_bin_dir.join("pg_basebackup"));
+            backup
+                .arg("-D")
+                .arg(dir.path().join("data"))
+                .args(["-h", "127.0.0.1", "-p", &primary_port.to_string()])
+                .args(["-U", "postgres", "-R", "-X", "stream", "-c", "fast"])
+                .stdin(Stdio::null());
+            as_user(&mut backup, user.as_ref());
+            let out = backup.output().map_err(|e| start_err("standby", e))?;
+            if !out.status.success() {
+                return Err(start_err(
+                    "standby",
+                    format!(
+                        "pg_basebackup failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                ));
+            }
+            let mut this = Self {
+                child: None,
+                dir: Some(dir),
+                port: free_port().map_err(|e| start_err("standby", e))?,
+                init_time: t0.elapsed(),
+                ready_time: Duration::ZERO,
+                bins,
+                user,
+                settings: [("hot_standby".to_string(), "on".to_string())]
+                    .into_iter()
+                    .chain(settings)
+                    .collect(),
+            };
+            this.spawn()?;
+            Ok::<_, BackendError>(this)
+        })
+        .await
+        .map_err(|e| start_err("standby", e))??;
+        this.wait_ready().await?;
+        Ok(this)
+    }
+}
+
+fn as_user(cmd: &mut Command, user: Option<&User>) {
+    if let Some(u) = user {
+        cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
+    }
+}
+
+/// A fresh temp dir owned by the server's user and private to it (Postgres checks both).
+fn private_dir(what: &str, user: Option<&User>) -> Result<tempfile::TempDir, BackendError> {
+    let dir = make_dir(what).map_err(|e| start_err("postgres", e))?;
+    if let Some(u) = user {
+        nix::unistd::chown(dir.path(), Some(u.uid), Some(u.gid))
+            .map_err(|e| start_err("postgres", format!("chown temp dir: {e}")))?;
+    }
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
+        .map_err(|e| start_err("postgres", e))?;
+    Ok(dir)
 }
 
 impl Drop for LocalPostgres {
@@ -484,6 +670,14 @@ impl LocalRedis {
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             stop_child(&mut child, Signal::SIGTERM);
+        }
+    }
+
+    /// Crash it: SIGKILL, no shutdown of any kind. Without persistence, every key is gone.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

@@ -19,16 +19,20 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use local::{LocalPostgres, LocalRedis, RedisOptions};
+pub use local::{LocalPostgres, LocalRedis, PostgresOptions, RedisOptions};
 
 /// What the user asked for with `--backend`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
+    /// the first that applies: env, docker, local
     #[default]
     Auto,
+    /// DATABASE_URL and REDIS_URL (your servers)
     Env,
+    /// testcontainers starts postgres and redis
     Docker,
+    /// throwaway servers from the installed binaries
     Local,
 }
 

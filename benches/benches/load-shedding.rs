@@ -1,0 +1,3 @@
+//! Bench for the load-shedding lab (being built).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Bench for the locking-and-queues lab (being built).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Bench for the outbox-saga lab (being built).
+
+fn main() {}

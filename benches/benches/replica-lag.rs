@@ -1,0 +1,3 @@
+//! Bench for the replica-lag lab (being built).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Bench for the retry-storm lab (being built).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Bench for the write-path lab (being built).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Bench for the zero-downtime-migrations lab (being built).
+
+fn main() {}
