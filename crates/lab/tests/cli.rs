@@ -116,7 +116,7 @@ fn json_format_prints_only_the_report_on_stdout() {
     );
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
     assert_eq!(v["lab"], "seek-vs-scan");
     assert_eq!(v["scale"], "smoke");
     for key in [
