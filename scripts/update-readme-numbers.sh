@@ -4,9 +4,15 @@
 #   scripts/update-readme-numbers.sh            # all labs, default scale
 #   scripts/update-readme-numbers.sh seek-vs-scan
 #
-# Runs `lab run ... --out`, then replaces the text between `<!-- numbers:start -->` and
-# `<!-- numbers:end -->` in labs/<id>/README.md with that lab's report.md, and the
-# catalogue block in README.md with the run's index. Numbers in READMEs are never typed.
+# Runs `lab run ... --out`, then, per lab:
+#   - replaces the text between `<!-- numbers:start -->` and `<!-- numbers:end -->` in
+#     labs/<id>/README.md with that lab's report.md (and copies its SVG charts);
+#   - writes labs/<id>/baseline.json: the very run the README shows, which
+#     `lab run <id> --baseline` and `lab compare` put beside a user's run;
+#   - re-splices labs/<id>/curl.md (server labs) between `<!-- curl:start -->` and
+#     `<!-- curl:end -->`, so README, `lab serve` banner and main.rs docs never drift;
+# and the catalogue block in README.md with the run's index. Numbers in READMEs are never
+# typed. Run it on a quiet machine: nothing else compiling or running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 labs=("${@:-all}")
@@ -14,7 +20,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 cargo build --release -p lab
-./target/release/lab run "${labs[@]}" --scale default --out "$out" >/dev/null
+./target/release/lab run "${labs[@]}" --scale default --no-progress --out "$out" >/dev/null
 
 machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 stamp="$(date -u +%Y-%m-%d)"
@@ -40,7 +46,12 @@ for dir in "$out"/*/; do
   splice "$readme" '<!-- numbers:start -->' '<!-- numbers:end -->' "$out/$id.block"
   # Charts referenced by the report live next to the README.
   cp "$dir"/*.svg "labs/$id/" 2>/dev/null || true
-  echo "updated $readme"
+  cp "$dir/report.json" "labs/$id/baseline.json"
+  if [ -f "labs/$id/curl.md" ] && grep -q '<!-- curl:start -->' "$readme"; then
+    { echo; sed 's#{base}#http://127.0.0.1:3000#g' "labs/$id/curl.md"; echo; } > "$out/$id.curl"
+    splice "$readme" '<!-- curl:start -->' '<!-- curl:end -->' "$out/$id.curl"
+  fi
+  echo "updated $readme and labs/$id/baseline.json"
 done
 
 {

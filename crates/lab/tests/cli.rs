@@ -227,3 +227,165 @@ fn ctrl_c_mid_run_leaves_no_server_temp_dir_or_process_behind() {
         assert!(!d.exists(), "{} left behind", d.display());
     }
 }
+
+#[test]
+fn list_as_json_and_shell_completions_work() {
+    let out = lab().args(["list", "--format", "json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = v["labs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    for id in LAB_IDS {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let out = lab().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            script.contains("compare") && script.contains("doctor"),
+            "{shell}"
+        );
+    }
+}
+
+/// Run seek-vs-scan at smoke scale into `dir` (a saved run, as a user keeps one).
+fn saved_run(dir: &std::path::Path) {
+    let out = lab()
+        .args([
+            "run",
+            "seek-vs-scan",
+            "--scale",
+            "smoke",
+            "--no-progress",
+            "--out",
+        ])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_saved_run_has_an_offline_html_page_and_compare_catches_a_doubled_p95() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    saved_run(&a);
+
+    // The saved run: per-lab JSON and Markdown, and one self-contained page.
+    let lab_dir = a.join("seek-vs-scan");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lab_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert!(lab_dir.join("report.md").is_file());
+    let html = std::fs::read_to_string(a.join("index.html")).unwrap();
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.contains("<section id=\"seek-vs-scan\">"));
+    assert!(html.contains("<table class=\"findings\">"));
+    assert!(html.contains("covering_p95_ms"));
+    let sentence = report["sentence"].as_str().unwrap();
+    assert!(html.contains(&sentence[..40].replace('\'', "&#39;")));
+    for external in ["<script", "src=\"http", "href=\"http", "@import", "<link"] {
+        assert!(
+            !html.contains(external),
+            "the page must work offline: {external}"
+        );
+    }
+    assert_eq!(
+        html.matches("<section").count(),
+        html.matches("</section>").count()
+    );
+
+    // B: the same run with one p95 doubled.
+    let b = tmp.path().join("b");
+    std::fs::create_dir_all(b.join("seek-vs-scan")).unwrap();
+    let mut doctored = report.clone();
+    let p95 = doctored["findings"]["covering_p95_ms"]["value"]
+        .as_f64()
+        .unwrap();
+    doctored["findings"]["covering_p95_ms"]["value"] = serde_json::json!(p95 * 2.0);
+    std::fs::write(
+        b.join("seek-vs-scan/report.json"),
+        serde_json::to_string_pretty(&doctored).unwrap(),
+    )
+    .unwrap();
+
+    let out = lab().arg("compare").arg(&a).arg(&b).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "no gate, no failure");
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("covering_p95_ms") && table.contains("2.00×"),
+        "{table}"
+    );
+    assert!(table.contains("worse"), "{table}");
+
+    let out = lab()
+        .arg("compare")
+        .arg(&a)
+        .arg(&b)
+        .args(["--fail-on-regression", "20"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a doubled p95 is a regression");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("covering_p95_ms"), "{stderr}");
+    assert!(!stderr.contains("not comparable"), "same machine: {stderr}");
+
+    let out = lab()
+        .arg("compare")
+        .arg(&a)
+        .arg(tmp.path().join("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+}
+
+/// Start `lab serve <id> --port 0`, wait until it listens, send `sig`, return the exit code.
+fn serve_then_signal(id: &str, sig: nix::sys::signal::Signal) -> Option<i32> {
+    let mut child = lab()
+        .args(["serve", id, "--port", "0", "--backend", "local"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "serve exited early"
+        );
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        assert!(Instant::now() < deadline, "serve did not exit after {sig}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_served_lab_exits_130_on_sigint_and_143_on_sigterm() {
+    use nix::sys::signal::Signal;
+    assert_eq!(serve_then_signal("rate-limiter", Signal::SIGINT), Some(130));
+    assert_eq!(
+        serve_then_signal("rate-limiter", Signal::SIGTERM),
+        Some(143)
+    );
+}

@@ -29,13 +29,52 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List the labs.
-    List,
+    List(ListArgs),
     /// Run labs and print their reports.
     Run(RunArgs),
     /// Serve a lab's HTTP app so you can point curl, wrk or a GraphQL client at it.
     Serve(ServeArgs),
+    /// Compare two runs finding by finding (each a report.json or a `run --out` directory).
+    Compare(CompareArgs),
     /// Show which backends are available and how fast the local ones start.
     Doctor(BackendArgs),
+    /// Print a shell completion script: `lab completions bash > ~/.local/share/bash-completion/completions/lab`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ListArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ListFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// The reference run (e.g. a lab's baseline.json, or last week's --out directory).
+    pub a: PathBuf,
+    /// The run to judge against it.
+    pub b: PathBuf,
+    /// Exit 1 when a latency or throughput finding of B is worse than A's by more than PCT percent.
+    #[arg(long, value_name = "PCT", value_parser = parse_pct)]
+    pub fail_on_regression: Option<f64>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+        _ => Err("expected a percentage, e.g. 20".into()),
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -115,6 +154,9 @@ pub struct RunArgs {
     /// Keep the scratch database and print its URL.
     #[arg(long)]
     pub keep: bool,
+    /// After the run, compare it with the lab's committed baseline (the README's numbers).
+    #[arg(long)]
+    pub baseline: bool,
     #[command(flatten)]
     pub backend: BackendArgs,
 }
@@ -203,6 +245,7 @@ async fn dispatch(cli: Cli, labs: &[Box<dyn Lab>]) -> ExitCode {
             no_progress: false,
             out: None,
             keep: false,
+            baseline: false,
             backend: BackendArgs {
                 backend: BackendChoice::from_env().unwrap_or_default(),
             },
@@ -213,15 +256,20 @@ async fn dispatch(cli: Cli, labs: &[Box<dyn Lab>]) -> ExitCode {
         }
     };
     let result = match command {
-        Command::List => {
-            for lab in labs {
-                println!("{:<20} {}", lab.id(), lab.title());
-            }
+        Command::List(args) => {
+            list(args, labs);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(args, labs).await,
         Command::Serve(args) => serve(args, labs).await,
+        Command::Compare(args) => Ok(compare(args)),
         Command::Doctor(args) => doctor(args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "lab", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -230,6 +278,117 @@ async fn dispatch(cli: Cli, labs: &[Box<dyn Lab>]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn list(args: ListArgs, labs: &[Box<dyn Lab>]) {
+    match args.format {
+        ListFormat::Text => {
+            for lab in labs {
+                println!("{:<26} {}", lab.id(), lab.title());
+            }
+        }
+        ListFormat::Json => {
+            let list: Vec<_> = labs
+                .iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "id": l.id(),
+                        "title": l.title(),
+                        "finding_keys": l.finding_keys(),
+                        "has_baseline": l.baseline().is_some(),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "labs": list }))
+                    .expect("lab list serializes")
+            );
+        }
+    }
+}
+
+fn compare(args: CompareArgs) -> ExitCode {
+    let load = |p: &Path| crate::compare::load(p);
+    let (a, b) = match (load(&args.a), load(&args.b)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let c = crate::compare::compare(
+        &args.a.display().to_string(),
+        &a,
+        &args.b.display().to_string(),
+        &b,
+    );
+    if c.rows.is_empty() {
+        eprintln!(
+            "error: the two runs share no lab and finding (A has {}, B has {})",
+            a.len(),
+            b.len()
+        );
+        return ExitCode::from(2);
+    }
+    match args.format {
+        Format::Text => print!("{}", crate::compare::to_text(&c)),
+        Format::Md => print!("{}", crate::compare::to_markdown(&c)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&c).expect("comparison serializes")
+        ),
+    }
+    for w in &c.environment_warnings {
+        eprintln!("warning: not comparable — {w}");
+    }
+    if let Some(pct) = args.fail_on_regression {
+        let bad = c.regressions(pct);
+        if !bad.is_empty() {
+            for r in &bad {
+                eprintln!(
+                    "regression: {} {} is {:.0} % worse ({} → {})",
+                    r.lab,
+                    r.key,
+                    r.worse_pct,
+                    crate::report::format_value(r.a, &r.unit),
+                    crate::report::format_value(r.b, &r.unit)
+                );
+            }
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// "your laptop vs the README": the fresh run against the lab's committed baseline.
+fn compare_with_baseline(lab: &dyn Lab, report: &Report, format: Format) -> String {
+    let Some(base) = lab.baseline().and_then(crate::compare::parse_report) else {
+        return format!("no baseline is committed for {} yet\n", lab.id());
+    };
+    let env = &base["environment"];
+    let machine = format!(
+        "{} cores, {}, {:.0} GiB, {} backend, measured {}",
+        env["cores"],
+        env["cpu"].as_str().unwrap_or("?"),
+        env["memory_gib"].as_f64().unwrap_or(0.0),
+        env["backend"].as_str().unwrap_or("?"),
+        base["started_at"].as_str().unwrap_or("?")
+    );
+    let fresh =
+        serde_json::from_str::<serde_json::Value>(&report.to_json()).expect("a report is JSON");
+    let c = crate::compare::compare(
+        &format!("the README (baseline.json: {machine})"),
+        &[base],
+        "your machine (this run)",
+        &[fresh],
+    );
+    let mut out = format!("\n━━ {}: your machine vs the README ━━\n", lab.id());
+    out.push_str(&match format {
+        Format::Md => crate::compare::to_markdown(&c),
+        _ => crate::compare::to_text(&c),
+    });
+    out
 }
 
 fn pick<'a>(labs: &'a [Box<dyn Lab>], ids: &[String]) -> Result<Vec<&'a dyn Lab>, String> {
@@ -271,7 +430,7 @@ async fn run(args: RunArgs, labs: &[Box<dyn Lab>]) -> anyhow::Result<ExitCode> {
         "backend: {} (postgres {}, redis {})",
         backends.kind,
         crate::backend::redact(&backends.admin_url),
-        backends.redis_url
+        crate::backend::redact(&backends.redis_url)
     );
     crate::progress::set_enabled(!args.no_progress);
     let opts = RunOptions {
@@ -291,6 +450,15 @@ async fn run(args: RunArgs, labs: &[Box<dyn Lab>]) -> anyhow::Result<ExitCode> {
         if args.format != Format::Json {
             print!("{}", render(&outcome.report, args.format));
         }
+        if args.baseline {
+            let table = compare_with_baseline(lab, &outcome.report, args.format);
+            // stdout stays one JSON document with --format json; the table goes to stderr.
+            if args.format == Format::Json {
+                eprint!("{table}");
+            } else {
+                print!("{table}");
+            }
+        }
         if let Some(dir) = &args.out {
             write_out(dir, &outcome.report)?;
         }
@@ -307,7 +475,11 @@ async fn run(args: RunArgs, labs: &[Box<dyn Lab>]) -> anyhow::Result<ExitCode> {
     }
     if let Some(dir) = &args.out {
         write_index(dir, &reports)?;
-        eprintln!("wrote {}", dir.join("index.md").display());
+        eprintln!(
+            "wrote {} (open it in a browser) and {}",
+            dir.join("index.html").display(),
+            dir.join("index.md").display()
+        );
     }
     if !kept.is_empty() {
         for url in &kept {
@@ -356,6 +528,7 @@ fn write_index(dir: &Path, reports: &[Report]) -> anyhow::Result<()> {
         ));
     }
     std::fs::write(dir.join("index.md"), md)?;
+    std::fs::write(dir.join("index.html"), crate::html::index(reports))?;
     Ok(())
 }
 
@@ -440,7 +613,10 @@ async fn doctor(args: BackendArgs) -> anyhow::Result<ExitCode> {
         db.as_deref()
             .map(crate::backend::redact)
             .unwrap_or_else(|| "unset".into()),
-        redis.as_deref().unwrap_or("unset")
+        redis
+            .as_deref()
+            .map(crate::backend::redact)
+            .unwrap_or_else(|| "unset".into())
     );
     match crate::backend::docker::engine_answers().await {
         Ok(()) => println!("docker: engine answers (testcontainers can start postgres and redis)"),
@@ -465,6 +641,22 @@ async fn doctor(args: BackendArgs) -> anyhow::Result<ExitCode> {
                             r.redis_ready.as_secs_f64()
                         );
                     }
+                    // A streaming replica, as the replica-lag lab starts one.
+                    if let Some(primary) = be.local_postgres() {
+                        let t2 = Instant::now();
+                        match primary.standby(&Default::default()).await {
+                            Ok(standby) => {
+                                println!(
+                                    "        replica: pg_basebackup + hot standby streaming in {:.2} s (backup {:.2} s, ready {:.3} s)",
+                                    t2.elapsed().as_secs_f64(),
+                                    standby.init_time.as_secs_f64(),
+                                    standby.ready_time.as_secs_f64()
+                                );
+                                drop(standby);
+                            }
+                            Err(e) => println!("        replica: could not start — {e}"),
+                        }
+                    }
                     let t1 = Instant::now();
                     drop(be);
                     println!(
@@ -481,9 +673,36 @@ async fn doctor(args: BackendArgs) -> anyhow::Result<ExitCode> {
     println!(
         "        this machine now: {dirs} labkit temp dirs, {procs} postgres/redis-server processes (yours included)"
     );
+    println!(
+        "replica: {}",
+        match std::env::var("REPLICA_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            Some(u) => format!(
+                "REPLICA_URL {} (used by the env backend)",
+                crate::backend::redact(&u)
+            ),
+            None => "REPLICA_URL unset: on the env backend, replica scenarios are skipped; \
+                     the local backend starts its own standby"
+                .into(),
+        }
+    );
     println!();
     match Backends::resolve(args.backend).await {
         Ok(be) => {
+            if be.kind == crate::backend::BackendKind::Env {
+                let swept = crate::ctx::sweep_now(&be.admin_url, &be.redis_url).await;
+                println!(
+                    "swept {} scratch database(s) of runs on this host that died without cleaning up{}",
+                    swept.len(),
+                    if swept.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", swept.join(", "))
+                    }
+                );
+            }
             let ctx = LabCtx::new(&be, "doctor", RunOptions::default()).await?;
             println!(
                 "selected ({:?}): {}",

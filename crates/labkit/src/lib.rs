@@ -17,14 +17,18 @@
 //! | [`report`], [`chart`] | findings with stable keys; text, Markdown, JSON and SVG renderings |
 //! | [`http`] | serve a router on a real socket (`lab serve`, tests) and a loopback client |
 //! | [`cli`] | the `lab` command line, shared with each lab's own `main.rs` |
+//! | [`compare`] | `lab compare A B`: two runs finding by finding, with direction and environment checks |
+//! | [`html`] | one self-contained `index.html` for a run |
 //! | [`testing`] | a backend + scratch context per test, resolved like the CLI resolves it |
 //! | [`telemetry`] | stderr logging (`RUST_LOG`) plus the statement-counting layer |
 
 pub mod backend;
 pub mod chart;
 pub mod cli;
+pub mod compare;
 pub mod ctx;
 pub mod explain;
+pub mod html;
 pub mod http;
 pub mod lab;
 pub mod measure;

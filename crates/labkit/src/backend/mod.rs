@@ -375,18 +375,19 @@ async fn check_env_urls(database_url: &str, redis_url: &str) -> Result<(), Backe
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(BackendError::Unreachable {
             var: "REDIS_URL",
-            target: redis_url.to_string(),
+            target: redact(redis_url),
             reason: e.to_string(),
         }),
         Err(_) => Err(BackendError::Unreachable {
             var: "REDIS_URL",
-            target: redis_url.to_string(),
+            target: redact(redis_url),
             reason: "timed out after 5 s".into(),
         }),
     }
 }
 
-/// Hide a password in a URL before printing it.
+/// Hide a password in a URL before printing it (`postgres://u:***@h/db`,
+/// `redis://:***@h:6379`).
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
