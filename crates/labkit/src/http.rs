@@ -12,17 +12,186 @@ use tokio::task::JoinHandle;
 
 /// Serve `router` on `listener` until `shutdown` completes (graceful: in-flight requests
 /// finish). The one serving path for binaries and tests.
+///
+/// Requests the HTTP parser rejects before the router ever sees them (a NUL byte in a
+/// header, headers too large: 431, a URI too long: 414) get the same JSON error body as
+/// every other error: see [`JsonErrors`].
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    axum::serve(JsonErrorListener(listener), router.into_make_service())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A TCP listener whose connections are wrapped in [`JsonErrors`].
+struct JsonErrorListener(TcpListener);
+
+impl axum::serve::Listener for JsonErrorListener {
+    type Io = JsonErrors<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (JsonErrors::new(stream), addr);
+                }
+                // Out of file descriptors and the like: back off instead of spinning (what
+                // axum's own TcpListener does).
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// A connection wrapper that gives hyper's own error responses a JSON body.
+///
+/// When hyper cannot parse a request (a NUL byte in a header, too many or too large
+/// headers, a URI over its limit) it answers 400/431/414 itself with an empty body and
+/// closes the connection; the router never runs, so no handler can shape that answer. This
+/// wrapper recognises exactly those responses on the way out — a 4xx head carrying
+/// `content-length: 0` and no `content-type`, which no lab handler sends (every error of
+/// ours has a JSON body) — and rewrites them to carry `{"error":{"code","message"}}`.
+pub struct JsonErrors<IO> {
+    inner: IO,
+    /// Rewritten bytes still to write before anything else.
+    pending: Vec<u8>,
+}
+
+impl<IO> JsonErrors<IO> {
+    pub fn new(inner: IO) -> Self {
+        Self {
+            inner,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// hyper's bodiless error head, rewritten with a JSON body; `None` for any other bytes.
+fn rewrite_bodiless_error(buf: &[u8]) -> Option<Vec<u8>> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buf[..head_end]).ok()?;
+    let status: u16 = head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    let lower = head.to_ascii_lowercase();
+    if !(400..500).contains(&status)
+        || !lower.contains("\r\ncontent-length: 0\r\n")
+        || lower.contains("\r\ncontent-type:")
+    {
+        return None;
+    }
+    let (code, message) = match status {
+        431 => (
+            "headers_too_large",
+            "the request's headers are too many or too large",
+        ),
+        414 => ("uri_too_long", "the request URI is too long"),
+        _ => (
+            "bad_request",
+            "the HTTP request could not be parsed (e.g. a NUL or control character in a header)",
+        ),
+    };
+    let body = error_body(code, message).to_string();
+    let mut out = Vec::with_capacity(head_end + body.len() + 64);
+    let mut lines = head[..head_end - 4].split("\r\n");
+    out.extend_from_slice(lines.next()?.as_bytes());
+    for line in lines {
+        out.extend_from_slice(b"\r\n");
+        if line.eq_ignore_ascii_case("content-length: 0") {
+            out.extend_from_slice(b"content-type: application/json\r\n");
+            out.extend_from_slice(format!("content-length: {}", body.len()).as_bytes());
+        } else {
+            out.extend_from_slice(line.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out.extend_from_slice(&buf[head_end..]);
+    Some(out)
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> JsonErrors<IO> {
+    fn poll_drain(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while !self.pending.is_empty() {
+            match std::pin::Pin::new(&mut self.inner).poll_write(cx, &self.pending) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.pending.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for JsonErrors<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for JsonErrors<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        if self.poll_drain(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        if buf.starts_with(b"HTTP/1.1 4")
+            && let Some(rewritten) = rewrite_bodiless_error(buf)
+        {
+            // Accept the whole of hyper's buffer; write our version of it.
+            self.pending = rewritten;
+            let _ = self.poll_drain(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.poll_drain(cx)?.is_pending() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.poll_drain(cx)?.is_pending() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// A server on an ephemeral loopback port, stopped when dropped.
@@ -226,6 +395,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hypers_bodiless_errors_get_a_json_body_and_nothing_else_changes() {
+        let hyper = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Tue, 01 Dec 2026 00:00:00 GMT\r\n\r\n";
+        let out = String::from_utf8(rewrite_bodiless_error(hyper).unwrap()).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 "));
+        assert!(head.contains("content-type: application/json"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], "headers_too_large");
+        // Our own JSON errors, and successes, are left alone.
+        let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+        assert!(rewrite_bodiless_error(ours).is_none());
+        let ok = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
+        assert!(rewrite_bodiless_error(ok).is_none());
+    }
 
     #[test]
     fn find_nul_names_the_path() {

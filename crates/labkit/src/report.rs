@@ -536,6 +536,13 @@ impl Report {
         for c in &self.charts {
             let _ = writeln!(out, "\n![{}]({}.svg)", c.title, c.id);
         }
+        if !self.phases.is_empty() {
+            out.push_str("\n<details><summary>Load phases</summary>\n\n");
+            for p in &self.phases {
+                let _ = writeln!(out, "- {}", md_cell(&p.describe()));
+            }
+            out.push_str("\n</details>\n");
+        }
         for n in &self.notes {
             let _ = writeln!(out, "\n_Note: {}_", n);
         }

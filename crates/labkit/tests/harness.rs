@@ -330,3 +330,64 @@ async fn load_knobs_reach_the_lab_and_ignored_ones_are_named_in_the_notes() {
     assert!(notes.contains("--duration was ignored"), "{notes}");
     assert!(!notes.contains("--clients was ignored"), "{notes}");
 }
+
+/// Send raw bytes, read the whole answer (the server closes after a parse error).
+async fn raw_http(addr: std::net::SocketAddr, request: Vec<u8>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&request).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn requests_the_http_parser_rejects_still_get_a_json_error_body() {
+    let router = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "ok" }))
+        .fallback(labkit::http::not_found);
+    let server = labkit::http::spawn(router).await.unwrap();
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "NUL in a header",
+            b"GET / HTTP/1.1\r\nhost: x\r\nx-bad: a\0b\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "too many headers",
+            {
+                let mut r = b"GET / HTTP/1.1\r\nhost: x\r\n".to_vec();
+                for i in 0..200 {
+                    r.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+                }
+                r.extend_from_slice(b"\r\n");
+                r
+            },
+            431,
+        ),
+        (
+            "a 70 KB URI",
+            format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+            414,
+        ),
+        (
+            "an unknown route",
+            b"GET /nope HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec(),
+            404,
+        ),
+    ];
+    for (what, request, want) in cases {
+        let (status, body) = raw_http(server.addr, request).await;
+        assert_eq!(status, want, "{what}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {body:?}"));
+        assert!(v["error"]["code"].is_string(), "{what}: {v}");
+        assert!(v["error"]["message"].is_string(), "{what}: {v}");
+    }
+}
