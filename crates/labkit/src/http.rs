@@ -260,6 +260,154 @@ pub fn client() -> reqwest::Client {
 }
 
 // ---------------------------------------------------------------------------------------
+// Load: a lean client for load phases.
+// ---------------------------------------------------------------------------------------
+
+/// One keep-alive HTTP/1.1 connection, as one wrk connection: requests go out one at a time,
+/// with no pool lookup, redirect, proxy or cookie handling on the way. A load phase gives
+/// each worker its own ([`Connections`]), so the driver costs a few microseconds of CPU per
+/// request instead of reqwest's tens, and does not become what it measures. Use
+/// [`client`] (reqwest) for everything that is not a hot load loop.
+pub struct Conn {
+    addr: SocketAddr,
+    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("addr", &self.addr).finish()
+    }
+}
+
+/// What came back.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: axum::http::StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Reply {
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// A connection-level failure (refused, reset, malformed response).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnError(String);
+
+impl Conn {
+    /// A connection to `addr`, opened on first use (and reopened if the server closed it).
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { addr, sender: None }
+    }
+
+    async fn sender(
+        &mut self,
+    ) -> Result<&mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>, ConnError>
+    {
+        let reuse = self.sender.as_ref().is_some_and(|s| !s.is_closed());
+        if !reuse {
+            let stream = tokio::net::TcpStream::connect(self.addr)
+                .await
+                .map_err(|e| ConnError(format!("connect {}: {e}", self.addr)))?;
+            let _ = stream.set_nodelay(true);
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .map_err(|e| ConnError(format!("handshake: {e}")))?;
+            // The connection task ends when the sender drops or the server closes.
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            self.sender = Some(sender);
+        }
+        Ok(self.sender.as_mut().expect("just set"))
+    }
+
+    /// Send `method path` with an optional JSON body and extra headers; read the whole reply.
+    pub async fn send(
+        &mut self,
+        method: axum::http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        json_body: Option<bytes::Bytes>,
+    ) -> Result<Reply, ConnError> {
+        use http_body_util::BodyExt;
+        let host = self.addr.to_string();
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(axum::http::header::HOST, host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let body = match json_body {
+            Some(b) => {
+                req = req.header(axum::http::header::CONTENT_TYPE, "application/json");
+                b
+            }
+            None => bytes::Bytes::new(),
+        };
+        let req = req
+            .body(http_body_util::Full::new(body))
+            .map_err(|e| ConnError(format!("bad request: {e}")))?;
+        let sender = self.sender().await?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| ConnError(format!("connection: {e}")))?;
+        let res = match sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.sender = None;
+                return Err(ConnError(format!("request: {e}")));
+            }
+        };
+        let (parts, body) = res.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| ConnError(format!("body: {e}")))?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// `GET path`.
+    pub async fn get(&mut self, path: &str) -> Result<Reply, ConnError> {
+        self.send(axum::http::Method::GET, path, &[], None).await
+    }
+}
+
+/// One [`Conn`] per load worker: `conns.get(call.worker)` in a closed-loop operation. Each
+/// worker only ever locks its own, so the lock is never contended.
+#[derive(Debug)]
+pub struct Connections {
+    conns: Vec<tokio::sync::Mutex<Conn>>,
+}
+
+impl Connections {
+    pub fn new(addr: SocketAddr, workers: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            conns: (0..workers.max(1))
+                .map(|_| tokio::sync::Mutex::new(Conn::new(addr)))
+                .collect(),
+        })
+    }
+
+    /// The connection of `worker` (wraps around if there are more workers than connections).
+    pub async fn get(&self, worker: usize) -> tokio::sync::MutexGuard<'_, Conn> {
+        self.conns[worker % self.conns.len()].lock().await
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Errors: every 4xx/5xx a lab's server sends is `{"error": {"code": "...", "message": "..."}}`.
 // ---------------------------------------------------------------------------------------
 
