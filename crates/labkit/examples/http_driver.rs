@@ -25,7 +25,10 @@ use labkit::{Bound, ClosedLoop, closed_loop};
 
 fn router() -> Router {
     Router::new()
-        .route("/hello", get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }))
+        .route(
+            "/hello",
+            get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }),
+        )
         .route(
             "/work",
             get(|| async {
@@ -51,7 +54,9 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("serve") => rt.block_on(async {
             let port: u16 = args.get(1).and_then(|p| p.parse().ok()).unwrap_or(8090);
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
             eprintln!("serving on http://{}", listener.local_addr().unwrap());
             labkit::http::serve(listener, router(), async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -90,6 +95,8 @@ fn main() {
                 r.throughput_per_s, r.p50_ms, r.p99_ms, r.errors
             );
         }),
-        _ => eprintln!("usage: http_driver serve [PORT] | drive lean|reqwest CLIENTS SECONDS [PATH]"),
+        _ => {
+            eprintln!("usage: http_driver serve [PORT] | drive lean|reqwest CLIENTS SECONDS [PATH]")
+        }
     }
 }

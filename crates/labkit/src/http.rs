@@ -306,8 +306,10 @@ impl Conn {
 
     async fn sender(
         &mut self,
-    ) -> Result<&mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>, ConnError>
-    {
+    ) -> Result<
+        &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+        ConnError,
+    > {
         let reuse = self.sender.as_ref().is_some_and(|s| !s.is_closed());
         if !reuse {
             let stream = tokio::net::TcpStream::connect(self.addr)

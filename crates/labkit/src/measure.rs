@@ -474,6 +474,10 @@ where
                 precise_timer_slack();
                 let mut late = Recorder::new();
                 for seq in 0..total {
+                    // The run was dropped (Ctrl-C, a failed lab): stop sending at once.
+                    if tx.is_closed() {
+                        break;
+                    }
                     let intended = start + interval.mul_f64(seq as f64);
                     sleep_until_precise(intended);
                     // If we are behind schedule the request is late, and its latency says so.
