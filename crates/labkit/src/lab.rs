@@ -86,7 +86,12 @@ pub async fn run_lab(
         report.duration_s = started.elapsed().as_secs_f64();
         report.phases = std::mem::take(&mut *phases.lock().unwrap_or_else(|e| e.into_inner()));
         for p in &report.phases {
-            if let Some(late) = p.send_late_p99_ms.filter(|l| *l > 1.0) {
+            // Unless the lab already said so itself (`Schedule::warning`).
+            let said = report
+                .notes
+                .iter()
+                .any(|n| n.starts_with(&format!("{}:", p.name)) && n.contains("open-loop driver"));
+            if let Some(late) = p.send_late_p99_ms.filter(|l| *l > 1.0 && !said) {
                 report.notes.push(format!(
                     "{}: the open-loop driver sent requests {late:.2} ms late at p99; that \
                      lateness is part of the latencies measured in that phase.",
