@@ -673,21 +673,38 @@ async fn doctor(args: BackendArgs) -> anyhow::Result<ExitCode> {
     println!(
         "        this machine now: {dirs} labkit temp dirs, {procs} postgres/redis-server processes (yours included)"
     );
-    println!(
-        "replica: {}",
-        match std::env::var("REPLICA_URL")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-        {
-            Some(u) => format!(
-                "REPLICA_URL {} (used by the env backend)",
+    let replica = match std::env::var("REPLICA_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        Some(u) => {
+            use sqlx::Connection;
+            let check = async {
+                let mut c = sqlx::PgConnection::connect(&u).await?;
+                let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                    .fetch_one(&mut c)
+                    .await?;
+                let _ = c.close().await;
+                Ok::<_, sqlx::Error>(standby)
+            };
+            let state = match tokio::time::timeout(Duration::from_secs(5), check).await {
+                Ok(Ok(true)) => "answers and is a hot standby (pg_is_in_recovery)".to_string(),
+                Ok(Ok(false)) => {
+                    "answers but is NOT in recovery: a primary, not a replica".to_string()
+                }
+                Ok(Err(e)) => format!("does not answer: {e}"),
+                Err(_) => "did not answer within 5 s".to_string(),
+            };
+            format!(
+                "REPLICA_URL {} {state} (used by the env backend)",
                 crate::backend::redact(&u)
-            ),
-            None => "REPLICA_URL unset: on the env backend, replica scenarios are skipped; \
-                     the local backend starts its own standby"
-                .into(),
+            )
         }
-    );
+        None => "REPLICA_URL unset: on the env backend, replica scenarios are skipped; \
+                 the local backend starts its own standby"
+            .into(),
+    };
+    println!("replica: {replica}");
     println!();
     match Backends::resolve(args.backend).await {
         Ok(be) => {
