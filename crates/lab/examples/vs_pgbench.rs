@@ -63,10 +63,25 @@ async fn main() -> anyhow::Result<()> {
         );
         let t0 = Instant::now();
         let out = Command::new(bin.join("pgbench"))
-            .args(["-i", "-I", "dtG", "-s", "20", "-q", "-h", "127.0.0.1", "-p", &port])
+            .args([
+                "-i",
+                "-I",
+                "dtG",
+                "-s",
+                "20",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+            ])
             .args(["-U", "postgres", ctx.database_name()])
             .output()?;
-        anyhow::ensure!(out.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "pgbench -i: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let secs_pgbench = t0.elapsed().as_secs_f64();
         let heap: i64 = sqlx::query_scalar("SELECT pg_relation_size('pgbench_accounts')")
             .fetch_one(&ctx.pg)
@@ -80,7 +95,11 @@ async fn main() -> anyhow::Result<()> {
     }
     println!(
         "\nlabkit / pgbench heap MB/s: {}\n",
-        seed_ratio.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ")
+        seed_ratio
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
     // The covering index after VACUUM: the variant whose latency the lab quotes.
@@ -90,17 +109,22 @@ async fn main() -> anyhow::Result<()> {
     )
     .execute(&ctx.pg)
     .await?;
-    let pool = ctx.new_pool_with(
-        labkit::pool_options(CLIENTS as u32).min_connections(CLIENTS as u32),
-        ctx.connect_options().options([("plan_cache_mode", "force_custom_plan")]),
-    )
-    .await?;
+    let pool = ctx
+        .new_pool_with(
+            labkit::pool_options(CLIENTS as u32).min_connections(CLIENTS as u32),
+            ctx.connect_options()
+                .options([("plan_cache_mode", "force_custom_plan")]),
+        )
+        .await?;
     let now = schema::reference_now().to_rfc3339();
     let sql = lab_seek_vs_scan::query::RECENT_INVOICES
         .replace("$1", ":t")
         .replace("$2::timestamptz", &format!("'{now}'::timestamptz"));
     let script = std::env::temp_dir().join(format!("vs-pgbench-{}.sql", std::process::id()));
-    std::fs::write(&script, format!("\\set t random(1, {})\n{};\n", data.tenants, sql.trim()))?;
+    std::fs::write(
+        &script,
+        format!("\\set t random(1, {})\n{};\n", data.tenants, sql.trim()),
+    )?;
     let mut mix: Vec<i64> = (1..=data.tenants as i64).collect();
     // A fixed shuffle: uniform over tenants, like pgbench's random().
     let mut x: u64 = 42;
@@ -123,12 +147,29 @@ async fn main() -> anyhow::Result<()> {
             .arg(&script)
             .args(["--log", "--log-prefix"])
             .arg(logdir.path().join("pgb"))
-            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", ctx.database_name()])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                ctx.database_name(),
+            ])
             .output()?;
-        anyhow::ensure!(out.status.success(), "pgbench: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "pgbench: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let (n, p50, p95) = pgbench_percentiles(logdir.path())?;
-        println!("| {pair} | pgbench -M simple | {:.0} | {p50:.3} | {p95:.3} |", n as f64 / secs as f64);
-        let lab = lab_seek_vs_scan::load::run(&pool, mix.clone(), CLIENTS, Duration::from_secs(secs)).await;
+        println!(
+            "| {pair} | pgbench -M simple | {:.0} | {p50:.3} | {p95:.3} |",
+            n as f64 / secs as f64
+        );
+        let lab =
+            lab_seek_vs_scan::load::run(&pool, mix.clone(), CLIENTS, Duration::from_secs(secs))
+                .await;
         println!(
             "| {pair} | labkit (sqlx, prepared) | {:.0} | {:.3} | {:.3} |",
             lab.throughput_per_s, lab.p50_ms, lab.p95_ms
@@ -136,8 +177,17 @@ async fn main() -> anyhow::Result<()> {
         p50_ratio.push(lab.p50_ms / p50);
         p95_ratio.push(lab.p95_ms / p95);
     }
-    let show = |v: &[f64]| v.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ");
-    println!("\nlabkit / pgbench p50: {}; p95: {}", show(&p50_ratio), show(&p95_ratio));
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "\nlabkit / pgbench p50: {}; p95: {}",
+        show(&p50_ratio),
+        show(&p95_ratio)
+    );
     let _ = std::fs::remove_file(&script);
     pool.close().await;
     ctx.finish().await;
@@ -156,7 +206,11 @@ fn pgbench_percentiles(dir: &std::path::Path) -> anyhow::Result<(u64, f64, f64)>
     for entry in std::fs::read_dir(dir)? {
         let text = std::fs::read_to_string(entry?.path())?;
         for line in text.lines() {
-            if let Some(us) = line.split_whitespace().nth(2).and_then(|v| v.parse::<u64>().ok()) {
+            if let Some(us) = line
+                .split_whitespace()
+                .nth(2)
+                .and_then(|v| v.parse::<u64>().ok())
+            {
                 rec.record(Duration::from_micros(us));
             }
         }
