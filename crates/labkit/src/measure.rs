@@ -227,6 +227,9 @@ pub struct ClosedLoop {
     pub warmup: Duration,
     /// Name of the phase: shown on stderr while it runs and recorded in the report.
     pub label: Option<String>,
+    /// Stop early once this is set (traffic that runs "while the migration runs"); the
+    /// bound still applies as a ceiling. See [`ClosedLoop::until`].
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl ClosedLoop {
@@ -239,11 +242,20 @@ impl ClosedLoop {
             seed: 0,
             warmup: Duration::ZERO,
             label: None,
+            stop: None,
         }
     }
 
     pub fn with_timeline(mut self) -> Self {
         self.timeline = true;
+        self
+    }
+
+    /// Run until `stop` is set (each worker finishes its operation in flight), or until the
+    /// bound, whichever comes first: background traffic for as long as some other step
+    /// (a DDL, a backfill) takes. `stop.store(true, Ordering::SeqCst)` ends it.
+    pub fn until(mut self, stop: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.stop = Some(stop);
         self
     }
 
@@ -279,6 +291,7 @@ where
         let warm = ClosedLoop {
             warmup: Duration::ZERO,
             timeline: false,
+            stop: None,
             label: cfg.label.as_ref().map(|l| format!("{l} (warm-up)")),
             bound: Bound::Duration(cfg.warmup),
             ..cfg.clone()
@@ -326,7 +339,9 @@ where
                 tokio::time::sleep(think.mul_f64(rng.random::<f64>())).await;
             }
             loop {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
+                if deadline.is_some_and(|d| Instant::now() >= d)
+                    || cfg.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+                {
                     break;
                 }
                 let seq = issued.fetch_add(1, Ordering::Relaxed);
@@ -695,6 +710,29 @@ mod tests {
         assert!(outs.iter().flatten().all(|v| v % 10 == 0));
         // 5 operations per worker with at least 2 ms of think time after each.
         assert!(r.summary.elapsed_s >= 0.008, "{:?}", r.summary);
+    }
+
+    #[tokio::test]
+    async fn closed_loop_until_stops_when_the_flag_is_set() {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let cfg = ClosedLoop::new(2, Bound::Duration(Duration::from_secs(3600))).until(stop);
+        let r = closed_loop(cfg, move |c| {
+            let flag = flag.clone();
+            async move {
+                if c.seq == 50 {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                tokio::task::yield_now().await;
+                Ok::<_, String>(())
+            }
+        })
+        .await;
+        assert!(
+            r.summary.count >= 51 && r.summary.count <= 52,
+            "{:?}",
+            r.summary
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
