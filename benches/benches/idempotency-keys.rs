@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lab_idempotency_keys::scenarios::{payment_body, post_payment};
-use lab_idempotency_keys::{AppState, Clock, Policy, provider, router, schema};
+use lab_idempotency_keys::client::{payment_body, post_payment};
+use lab_idempotency_keys::{assemble, schema};
 use labkit::Scale;
 
 fn bench(c: &mut Criterion) {
@@ -17,15 +17,9 @@ fn bench(c: &mut Criterion) {
     let t = benches::ctx(&rt, "idempotency-keys", Scale::Smoke);
     let (_provider, provider_server, server) = rt.block_on(async {
         schema::setup(&t.ctx.pg).await.expect("schema");
-        let (provider, provider_server) = provider::spawn().await.expect("provider");
-        let state = AppState::new(
-            t.ctx.pg.clone(),
-            &provider_server.base_url(),
-            Policy::default(),
-            Clock::system(),
-        );
-        let server = labkit::http::spawn(router(state)).await.expect("service");
-        (provider, provider_server, server)
+        let (app, provider_server) = assemble(t.ctx.pg.clone()).await.expect("provider");
+        let server = labkit::http::spawn(app.router()).await.expect("service");
+        (app.provider, provider_server, server)
     });
     let http = labkit::http::client();
     let (pay, no_key) = (

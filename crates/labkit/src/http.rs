@@ -441,6 +441,68 @@ pub async fn method_not_allowed() -> Response {
     )
 }
 
+/// Read and discard at most this much of an oversized body before answering 413.
+const DRAIN_AT_MOST: u64 = 64 * 1024 * 1024;
+
+/// Limit request bodies to `limit` bytes on `router`, answering `413 body_too_large` with
+/// the JSON error body — and without a connection reset in its place.
+///
+/// `DefaultBodyLimit` alone (and so [`JsonBody`]) answers 413 after reading `limit` bytes;
+/// the server then closes the connection with the rest of the client's body unread, the
+/// kernel resets it, and a client still writing (reqwest, most SDKs) often loses the 413
+/// (found by the idempotency-keys lab's bad-input corpus: 2 of 7 routes with reqwest, 100
+/// of 100 with a Python client). So a body whose `Content-Length` is over the limit is
+/// refused before any handler runs: a client that asked `Expect: 100-continue` (curl does
+/// for big bodies) gets the 413 at once and never sends the body; any other client's body
+/// is read and thrown away first (up to 64 MiB or 5 s — beyond that the reset is the lesser
+/// evil), the lingering close nginx does.
+pub fn body_limit(router: axum::Router, limit: usize) -> axum::Router {
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            refuse_oversized_bodies,
+        ))
+}
+
+async fn refuse_oversized_bodies(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use futures::StreamExt;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_none_or(|n| n <= limit as u64) {
+        return next.run(req).await;
+    }
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !expects_continue {
+        let mut body = req.into_body().into_data_stream();
+        let drain = async {
+            let mut seen = 0u64;
+            while let Some(Ok(chunk)) = body.next().await {
+                seen += chunk.len() as u64;
+                if seen > DRAIN_AT_MOST {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+    }
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the request body is larger than {limit} bytes"),
+    )
+}
+
 /// The first string in `v` (keys included) holding a NUL character, as a JSON path like
 /// `data.charge_id`. Postgres `text` cannot store NUL: a body that holds one must be
 /// rejected at the edge with a 4xx, or the INSERT fails and the client sees a 500.

@@ -154,6 +154,7 @@ impl Phase {
         let mut s = format!("{}: {} loop, ", self.name, self.driver);
         match self.rate_per_s {
             Some(r) => s.push_str(&format!("{r:.0}/s, up to {} in flight", self.clients)),
+            None if self.clients == 1 => s.push_str("1 client"),
             None => s.push_str(&format!("{} clients", self.clients)),
         }
         s.push_str(&format!(", {:.1} s", self.elapsed_s));

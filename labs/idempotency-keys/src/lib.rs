@@ -30,10 +30,17 @@
 //! | [`naive`] | no key at all, and check-then-insert — the implementations not to ship |
 //! | [`webhooks`] | event inbox with a unique event id, and the dedupe migration |
 //! | [`reaper`] | deleting expired keys |
-//! | [`api`] | state, router, request parsing, the error enum → status codes |
-//! | [`scenarios`] | the lab run: each scenario, measured, into the report |
+//! | [`app`] | the one place the app is assembled: provider + state + router (run, serve, tests, bench) |
+//! | [`errors`] | the error enum → status codes; bad bodies refused at the edge by labkit's `JsonBody` |
+//! | [`client`] | the outside client: a payment, a burst released by a barrier, how a burst splits |
+//! | [`bad_input`] | the corpus of bad requests and the 4xx each must get |
+//! | [`scenarios`] | the lab run as story → steps (`scenarios/*.rs`) |
+//! | [`report`] | findings, tables, the sentence and notes from the steps' results |
 
-pub mod api;
+pub mod app;
+pub mod bad_input;
+pub mod client;
+pub mod errors;
 pub mod faults;
 pub mod idempotency;
 pub mod key;
@@ -42,6 +49,7 @@ pub mod payments;
 pub mod policy;
 pub mod provider;
 pub mod reaper;
+pub mod report;
 pub mod scenarios;
 pub mod schema;
 pub mod webhooks;
@@ -50,8 +58,37 @@ use std::time::Duration;
 
 use labkit::{LabCtx, Report, ServeApp};
 
-pub use api::{AppState, router};
+pub use app::{App, AppState, assemble};
 pub use policy::{Clock, Policy};
+
+/// Every finding key a run reports (users' scripts parse them).
+pub const FINDING_KEYS: &[&str] = &[
+    "no_key_charges",
+    "naive_race_charges",
+    "naive_race_bursts_with_double_charge",
+    "naive_race_bursts",
+    "guarded_charges",
+    "concurrent_duplicates",
+    "guarded_non_conforming_responses",
+    "crash_retry_charges",
+    "webhook_rows_after_redelivery",
+    "webhook_fulfillments_after_redelivery",
+    "webhook_duplicates_removed",
+    "first_request_p50_ms",
+    "first_request_p95_ms",
+    "no_idempotency_p50_ms",
+    "no_idempotency_p95_ms",
+    "replay_p50_ms",
+    "replay_p95_ms",
+    "first_request_sql_statements",
+    "no_idempotency_sql_statements",
+    "replay_sql_statements",
+    "reaped_keys",
+    "bad_input_requests",
+    "bad_input_5xx_responses",
+    "bad_input_unexpected_responses",
+    "bad_input_side_effects",
+];
 
 /// The `idempotency-keys` lab.
 #[derive(Debug, Clone, Copy, Default)]
@@ -71,65 +108,27 @@ impl labkit::Lab for IdempotencyKeys {
         scenarios::run(ctx, self.title()).await
     }
 
+    /// The service as it ships (v2 schema), its provider, and a reaper every minute.
     async fn serve(&self, ctx: &LabCtx) -> anyhow::Result<Option<ServeApp>> {
         schema::setup(&ctx.pg).await?;
-        let (provider, provider_server) = provider::spawn().await?;
-        let provider_url = provider_server.base_url();
-        let policy = Policy::default();
-        let clock = Clock::system();
-        let state = AppState::new(ctx.pg.clone(), &provider_url, policy, clock.clone());
-        let reaper = reaper::spawn_reaper(ctx.pg.clone(), clock, Duration::from_secs(60));
+        let (app, provider_server) = assemble(ctx.pg.clone()).await?;
+        let reaper = reaper::spawn_reaper(
+            ctx.pg.clone(),
+            app.state.clock.clone(),
+            Duration::from_secs(60),
+        );
         Ok(Some(ServeApp {
-            router: router(state),
-            banner: banner(&provider_url, &policy),
-            keep_alive: vec![
-                Box::new(provider),
-                Box::new(provider_server),
-                Box::new(reaper),
-            ],
+            router: app.router(),
+            banner: include_str!("../curl.md").to_string(),
+            keep_alive: vec![Box::new(provider_server), Box::new(reaper)],
         }))
     }
-}
 
-fn banner(provider: &str, policy: &Policy) -> String {
-    let pay = |key: &str, amount: u32| {
-        format!(
-            "curl -i -X POST {{base}}/v1/payments -H 'Authorization: Bearer alice' \
-             -H 'Idempotency-Key: {key}' -H 'Content-Type: application/json' \
-             -d '{{\"amount_cents\":{amount},\"currency\":\"usd\",\"source\":\"tok_visa\"}}'"
-        )
-    };
-    format!(
-        "Payments service on {{base}}; payment provider on {provider}
-Idempotency-Policy: {policy_header}
+    fn finding_keys(&self) -> &'static [&'static str] {
+        FINDING_KEYS
+    }
 
-# a payment; run it twice: the second is a byte-identical replay marked Idempotent-Replayed: true
-{first}
-# the same key with a different body -> 422 idempotency_key_reused
-{reused}
-# no Idempotency-Key -> 400 idempotency_key_missing
-curl -i -X POST {{base}}/v1/payments -H 'Authorization: Bearer alice' -H 'Content-Type: application/json' -d '{{\"amount_cents\":1299,\"currency\":\"usd\",\"source\":\"tok_visa\"}}'
-
-# in flight -> 409: make the provider slow, then send the same key twice at once
-curl -s -X POST {provider}/control -H 'Content-Type: application/json' -d '{{\"latency_ms\":3000}}'
-{slow} & sleep 0.5; {slow}; wait
-curl -s -X POST {provider}/control -H 'Content-Type: application/json' -d '{{\"latency_ms\":0}}'
-
-# crash after the provider charged: 500, then 409 until the {lock}s lock timeout, then 201 with the same charge
-curl -s -X POST {{base}}/lab/faults -H 'Content-Type: application/json' -d '{{\"crash_at\":\"after_provider_charge\"}}'
-{crash}
-curl -s {provider}/v1/charges
-
-# the same payment without a key, or through the check-then-insert implementation
-curl -i -X POST {{base}}/lab/no-key/payments -H 'Authorization: Bearer alice' -H 'Content-Type: application/json' -d '{{\"amount_cents\":1299,\"currency\":\"usd\",\"source\":\"tok_visa\"}}'
-
-# a webhook; send it twice: \"processed\", then \"duplicate\"
-curl -s -X POST {{base}}/v1/webhooks/provider -H 'Content-Type: application/json' -d '{{\"id\":\"evt_1\",\"type\":\"charge.succeeded\",\"data\":{{\"charge_id\":\"ch_00000001\"}}}}'",
-        policy_header = policy.header_value(),
-        first = pay("order-1", 1299),
-        reused = pay("order-1", 999),
-        slow = pay("order-2", 500),
-        crash = pay("order-3", 700),
-        lock = policy.lock_timeout.as_secs(),
-    )
+    fn baseline(&self) -> Option<&'static str> {
+        Some(include_str!("../baseline.json"))
+    }
 }

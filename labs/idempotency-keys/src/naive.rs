@@ -7,26 +7,27 @@
 //!   and the window is the whole provider call. There is no unique constraint to stop the
 //!   second `INSERT`, and no provider key to stop the second charge.
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{ApiError, AppState, json_bytes, parse_json};
+use labkit::http::JsonBody;
+
+use crate::app::AppState;
+use crate::errors::{ApiError, json_bytes};
 use crate::key::{Caller, IdempotencyKey};
-use crate::payments::{PaymentRequest, REPLAYED_HEADER, charge_request, insert_payment};
+use crate::payments::{Body, PaymentRequest, REPLAYED_HEADER, charge_request, insert_payment};
 use crate::provider::ProviderError;
 
 /// No key: charge, record, answer.
 pub async fn create_payment_without_key(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body<PaymentRequest>,
 ) -> Result<Response, ApiError> {
     let caller = Caller::from_headers(&headers).ok_or(ApiError::Unauthorized)?;
-    let req =
-        parse_json::<PaymentRequest>(&headers, body, state.policy.max_body_bytes)?.validated()?;
+    let JsonBody(req) = body?;
+    let req = req.validated()?;
     let body = charge_and_record(&state, &caller, &req).await?;
     Ok((StatusCode::CREATED, json_bytes(body)).into_response())
 }
@@ -35,12 +36,12 @@ pub async fn create_payment_without_key(
 pub async fn create_payment_check_then_insert(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body<PaymentRequest>,
 ) -> Result<Response, ApiError> {
     let caller = Caller::from_headers(&headers).ok_or(ApiError::Unauthorized)?;
     let key = IdempotencyKey::from_headers(&headers)?;
-    let req =
-        parse_json::<PaymentRequest>(&headers, body, state.policy.max_body_bytes)?.validated()?;
+    let JsonBody(req) = body?;
+    let req = req.validated()?;
 
     // 1. Check.
     let seen: Option<(i32, Vec<u8>)> = sqlx::query_as(

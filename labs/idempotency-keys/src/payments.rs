@@ -13,17 +13,17 @@
 //! can't join a transaction, so it carries the provider-side key: repeating it returns the
 //! first charge instead of making a second.
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use labkit::http::JsonBody;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use tracing::Instrument;
 
-use crate::api::{ApiError, AppState, json_bytes, parse_json};
+use crate::app::AppState;
+use crate::errors::{ApiError, json_bytes};
 use crate::faults::FaultPoint;
 use crate::idempotency::{self, Begin, Lease, PhaseError, RecoveryPoint, StoredResponse};
 use crate::key::{Caller, IdempotencyKey, fingerprint};
@@ -110,6 +110,9 @@ pub(crate) fn charge_request(caller: &Caller, req: &PaymentRequest) -> ChargeReq
     }
 }
 
+/// The body as [`JsonBody`] read it, or its 4xx (checked after the caller and the key).
+pub type Body<T> = Result<JsonBody<T>, Response>;
+
 /// The handler. The work runs in its own task: a client that hangs up mid-request would
 /// otherwise cancel us between phases and leave the key locked until the lock timeout.
 pub async fn create_payment(
@@ -117,7 +120,7 @@ pub async fn create_payment(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body<PaymentRequest>,
 ) -> Response {
     let policy = state.policy.header_value();
     let work = handle(state, method, uri.path().to_string(), headers, body);
@@ -137,13 +140,13 @@ async fn handle(
     method: Method,
     path: String,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body<PaymentRequest>,
 ) -> Result<Response, ApiError> {
     // Parse everything at the edge: nothing is stored for a request we can't understand.
     let caller = Caller::from_headers(&headers).ok_or(ApiError::Unauthorized)?;
     let key = IdempotencyKey::from_headers(&headers)?;
-    let req =
-        parse_json::<PaymentRequest>(&headers, body, state.policy.max_body_bytes)?.validated()?;
+    let JsonBody(req) = body?;
+    let req = req.validated()?;
     let canonical = serde_json::to_vec(&req).expect("json serialises");
     let fp = fingerprint(&method, &path, &canonical);
 

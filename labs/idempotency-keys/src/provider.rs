@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use labkit::http::JsonBody;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -108,6 +109,8 @@ impl Provider {
         Router::new()
             .route("/v1/charges", post(create_charge).get(list_charges))
             .route("/control", post(control))
+            .fallback(labkit::http::not_found)
+            .method_not_allowed_fallback(labkit::http::method_not_allowed)
             .with_state(self.clone())
     }
 
@@ -256,19 +259,14 @@ fn take_one(counter: &AtomicU32) -> bool {
 }
 
 fn provider_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } });
-    (status, Json(body)).into_response()
+    labkit::http::error_response(status, code, message)
 }
 
 async fn create_charge(
     State(provider): State<Provider>,
     headers: HeaderMap,
-    body: Result<Json<ChargeRequest>, axum::extract::rejection::JsonRejection>,
+    JsonBody(req): JsonBody<ChargeRequest>,
 ) -> Response {
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return provider_error(e.status(), "invalid_request", &e.body_text()),
-    };
     provider.inner.requests.fetch_add(1, Ordering::Relaxed);
     let key = headers
         .get("idempotency-key")
@@ -304,14 +302,7 @@ struct Control {
     fail_after_charge_next: Option<u32>,
 }
 
-async fn control(
-    State(provider): State<Provider>,
-    body: Result<Json<Control>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(c) = match body {
-        Ok(b) => b,
-        Err(e) => return provider_error(e.status(), "invalid_request", &e.body_text()),
-    };
+async fn control(State(provider): State<Provider>, JsonBody(c): JsonBody<Control>) -> Response {
     if let Some(ms) = c.latency_ms {
         provider.set_latency(Duration::from_millis(ms.min(60_000)));
     }

@@ -11,14 +11,14 @@
 //! [`dedupe_webhook_events`] is the migration that removes them safely.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::HeaderMap;
+use axum::http::StatusCode;
+use labkit::http::{JsonBody, error_response};
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use crate::api::{ApiError, AppState, parse_json};
+use crate::app::AppState;
+use crate::errors::ApiError;
 
 /// A provider event. Only what we act on is typed; the whole body is kept as `payload`.
 #[derive(Debug, Deserialize)]
@@ -30,14 +30,20 @@ pub struct ProviderEvent {
     pub data: serde_json::Value,
 }
 
+/// The inbox. The whole body is stored as `jsonb`, so [`JsonBody`] refusing a NUL character
+/// in *any* string (`id`, `type`, `data.charge_id`, any nested value or key) is what keeps
+/// the INSERT from failing with a 500.
 pub async fn receive(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(payload): JsonBody<serde_json::Value>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let payload: serde_json::Value = parse_json(&headers, body, state.policy.max_body_bytes)?;
-    let event: ProviderEvent = serde_json::from_value(payload.clone())
-        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let event: ProviderEvent = serde_json::from_value(payload.clone()).map_err(|e| {
+        ApiError::from(error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            e,
+        ))
+    })?;
     if event.id.is_empty() || event.id.len() > 255 || event.event_type.is_empty() {
         return Err(ApiError::InvalidRequest(
             "id must be 1 to 255 characters and type non-empty".into(),

@@ -1,6 +1,6 @@
 //! Concurrent duplicates: the key record holds, check-then-insert doesn't.
 
-use lab_idempotency_keys::scenarios::{burst, classify, post_payment};
+use lab_idempotency_keys::client::{burst, classify, post_payment};
 
 use crate::helpers::{TestApp, payment_body};
 

@@ -111,15 +111,9 @@ async fn the_same_key_while_the_first_request_is_in_flight_is_409() {
     let t1 = {
         let (http, url, body) = (app.http.clone(), app.url("/v1/payments"), body.clone());
         tokio::spawn(async move {
-            lab_idempotency_keys::scenarios::post_payment(
-                &http,
-                &url,
-                "alice",
-                Some("order-1"),
-                &body,
-            )
-            .await
-            .unwrap()
+            lab_idempotency_keys::client::post_payment(&http, &url, "alice", Some("order-1"), &body)
+                .await
+                .unwrap()
         })
     };
     app.provider.wait_at_gate(1).await;
@@ -222,21 +216,21 @@ async fn bad_input_is_4xx_with_a_json_error_never_500() {
             JSON,
             br#"{"amount_cents": "12", "currency": "usd", "source": "t"}"#,
             422,
-            "invalid_request",
+            "invalid_body",
         ),
         bad(
             "/v1/payments",
             JSON,
             br#"{"amount_cents": 12, "currency": "usd"}"#,
             422,
-            "invalid_request",
+            "invalid_body",
         ),
         bad(
             "/v1/payments",
             JSON,
             br#"{"amount_cents": 12, "currency": "usd", "source": "t", "x": 1}"#,
             422,
-            "invalid_request",
+            "invalid_body",
         ),
         bad(
             "/v1/payments",
@@ -265,7 +259,7 @@ async fn bad_input_is_4xx_with_a_json_error_never_500() {
             JSON,
             br#"{"id": 7, "type": "x"}"#,
             422,
-            "invalid_request",
+            "invalid_body",
         ),
         bad(
             "/v1/webhooks/provider",
@@ -279,7 +273,7 @@ async fn bad_input_is_4xx_with_a_json_error_never_500() {
             JSON,
             br#"{"crash_at": "never"}"#,
             422,
-            "invalid_request",
+            "invalid_body",
         ),
         bad("/nope", JSON, b"{}", 404, "not_found"),
     ];

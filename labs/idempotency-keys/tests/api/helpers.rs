@@ -1,14 +1,14 @@
 //! `TestApp::spawn()`: a scratch database, the provider, and the payments service, each on
-//! its own loopback port.
+//! its own loopback port — assembled by the same `assemble` the lab run and `lab serve` use.
 
+use lab_idempotency_keys::client::{Reply, post_payment};
 use lab_idempotency_keys::key::Caller;
-use lab_idempotency_keys::provider::{self, Provider};
-use lab_idempotency_keys::scenarios::{Reply, post_payment};
-use lab_idempotency_keys::{AppState, Clock, Policy, router, schema};
+use lab_idempotency_keys::provider::Provider;
+use lab_idempotency_keys::{AppState, assemble, schema};
 use labkit::http::TestServer;
 use labkit::testing::TestCtx;
 
-pub use lab_idempotency_keys::scenarios::payment_body;
+pub use lab_idempotency_keys::client::payment_body;
 
 pub struct TestApp {
     pub provider: Provider,
@@ -23,19 +23,11 @@ impl TestApp {
     pub async fn spawn() -> Self {
         let t = labkit::testing::ctx("idempotency-keys").await;
         schema::setup(&t.ctx.pg).await.expect("schema");
-        let (provider, provider_server) = provider::spawn().await.expect("provider");
-        let state = AppState::new(
-            t.ctx.pg.clone(),
-            &provider_server.base_url(),
-            Policy::default(),
-            Clock::system(),
-        );
-        let server = labkit::http::spawn(router(state.clone()))
-            .await
-            .expect("service");
+        let (app, provider_server) = assemble(t.ctx.pg.clone()).await.expect("provider");
+        let server = labkit::http::spawn(app.router()).await.expect("service");
         Self {
-            provider,
-            state,
+            provider: app.provider,
+            state: app.state,
             http: labkit::http::client(),
             server,
             provider_server,
@@ -45,6 +37,10 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         self.server.url(path)
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.addr
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {

@@ -4,6 +4,8 @@
 mod concurrency;
 mod contract;
 mod expiry;
+mod hard_edges;
 mod helpers;
+mod lab;
 mod recovery;
 mod webhooks;

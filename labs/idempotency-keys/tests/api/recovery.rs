@@ -130,7 +130,7 @@ async fn twenty_retries_racing_for_an_abandoned_key_resume_it_once() {
 
     // Twenty retries at once race for the stale lock: one takes it over (compare-and-set),
     // the rest see it freshly locked (409) or finished (replay).
-    let replies = lab_idempotency_keys::scenarios::burst(
+    let replies = lab_idempotency_keys::client::burst(
         &app.http,
         &app.url("/v1/payments"),
         "alice",
@@ -138,7 +138,7 @@ async fn twenty_retries_racing_for_an_abandoned_key_resume_it_once() {
         20,
     )
     .await;
-    let outcome = lab_idempotency_keys::scenarios::classify(&replies);
+    let outcome = lab_idempotency_keys::client::classify(&replies);
     assert_eq!(outcome.fresh, 1, "{outcome:?}");
     assert_eq!(outcome.non_conforming, 0, "{outcome:?}");
     assert_eq!(app.charges("alice"), 1);
