@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| run | tool | rows | seconds | rows/s | heap MB/s |\n|---|---|---:|---:|---:|---:|");
     let mut seed_ratio = Vec::new();
     for pair in 1..=PAIRS {
-        sqlx::raw_sql("DROP TABLE IF EXISTS invoices, invoice_seed_plan")
+        sqlx::raw_sql("DROP TABLE IF EXISTS invoices")
             .execute(&ctx.pg)
             .await?;
         let loaded = schema::load(&ctx.pg, data, 42).await?;

@@ -33,7 +33,7 @@ pub struct AppState {
 
 /// The one router: `lab serve`, the run and the tests all call this.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/orders", post(place))
         .route("/orders/{id}", get(show))
         .route("/orders/{id}/cancel", post(cancel))
@@ -41,7 +41,9 @@ pub fn router(state: AppState) -> Router {
         .route("/lab/crash", post(arm_crash))
         .fallback(labkit::http::not_found)
         .method_not_allowed_fallback(labkit::http::method_not_allowed)
-        .with_state(state)
+        .with_state(state);
+    // A 413 with a JSON body for oversized bodies, without a connection reset in its place.
+    labkit::http::body_limit(router, 64 * 1024)
 }
 
 /// Everything a handler can answer besides success; never SQL text to the client.

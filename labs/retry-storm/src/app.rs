@@ -317,9 +317,11 @@ pub fn router(app: Arc<App>) -> Router {
     if let Some(dep) = &app.dependency_admin {
         router = router.nest("/dependency", crate::dependency::admin_router(dep.clone()));
     }
-    router
+    let router = router
         .fallback(labkit::http::not_found)
-        .method_not_allowed_fallback(labkit::http::method_not_allowed)
+        .method_not_allowed_fallback(labkit::http::method_not_allowed);
+    // A 413 with a JSON body for oversized bodies, without a connection reset in its place.
+    labkit::http::body_limit(router, 64 * 1024)
 }
 
 async fn work(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
