@@ -12,13 +12,21 @@
 //!
 //! "Bytes received" is what arrives over the socket for each response as HTTP/1.1 frames it:
 //! status line, headers and body (bodies are sent with `content-length`, uncompressed).
+//!
+//! Two transports, the same requests: reqwest for one-off loads (tests, the quiet
+//! measurements, the caching step), and, in load phases, the worker's own keep-alive
+//! connections from `labkit::http::Connections` — [`BROWSER_CONNECTIONS`] per worker, so
+//! the chatty client keeps its six in flight — which cost the driver a few microseconds per
+//! request instead of reqwest's tens, so the driver is not what the load phase measures.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
+use axum::http::Method;
 use futures::{StreamExt, TryStreamExt};
+use labkit::http::Connections;
 use reqwest::{RequestBuilder, StatusCode, header};
 use serde::de::DeserializeOwned;
 
@@ -71,6 +79,8 @@ impl Approach {
 pub enum ClientError {
     #[error("HTTP request failed: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("HTTP request failed: {0}")]
+    Conn(#[from] labkit::http::ConnError),
     #[error("{url} answered {status}: {body}")]
     Status {
         url: String,
@@ -134,6 +144,8 @@ struct Tally {
 pub struct ScreenClient {
     http: reqwest::Client,
     base: String,
+    /// In a load phase: this worker's connections, `first .. first + BROWSER_CONNECTIONS`.
+    conns: Option<(Arc<Connections>, usize)>,
 }
 
 impl ScreenClient {
@@ -141,6 +153,20 @@ impl ScreenClient {
         Self {
             http: labkit::http::client(),
             base: base.into(),
+            conns: None,
+        }
+    }
+
+    /// The connections a load phase needs for `workers` clients.
+    pub fn connections(addr: std::net::SocketAddr, workers: usize) -> Arc<Connections> {
+        Connections::new(addr, workers * BROWSER_CONNECTIONS)
+    }
+
+    /// The same front end, sending over load worker `worker`'s own keep-alive connections.
+    pub fn on_connections(&self, conns: Arc<Connections>, worker: usize) -> Self {
+        Self {
+            conns: Some((conns, worker * BROWSER_CONNECTIONS)),
+            ..self.clone()
         }
     }
 
@@ -177,20 +203,57 @@ impl ScreenClient {
         })
     }
 
+    /// Send `method path` on in-flight slot `slot` (its own connection in a load phase).
+    async fn send(
+        &self,
+        slot: usize,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        json: Option<Bytes>,
+    ) -> Result<Exchange, ClientError> {
+        let Some((conns, first)) = &self.conns else {
+            let mut request = self.http.request(method, self.url(path));
+            for (k, v) in headers {
+                request = request.header(*k, *v);
+            }
+            if let Some(body) = json {
+                request = request
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(body);
+            }
+            return self.exchange(request).await;
+        };
+        let reply = conns
+            .get(first + slot % BROWSER_CONNECTIONS)
+            .await
+            .send(method, path, headers, json)
+            .await?;
+        let wire_bytes = wire_size(reply.status, &reply.headers, reply.body.len());
+        Ok(Exchange {
+            status: reply.status,
+            headers: reply.headers,
+            body: reply.body,
+            wire_bytes,
+        })
+    }
+
     /// GET a JSON resource, revalidating through `cache` when given one.
     async fn get_json<T: DeserializeOwned>(
         &self,
+        slot: usize,
         path: &str,
         tally: &Tally,
         cache: Option<&HttpCache>,
     ) -> Result<T, ClientError> {
         let url = self.url(path);
-        let mut request = self.http.get(&url);
         let cached = cache.and_then(|c| c.entries.lock().expect("cache lock").get(&url).cloned());
-        if let Some((etag, _)) = &cached {
-            request = request.header(header::IF_NONE_MATCH, etag);
-        }
-        let ex = self.exchange(request).await?;
+        let if_none_match = cached.as_ref().map(|(etag, _)| etag.as_str());
+        let headers: Vec<(&str, &str)> = if_none_match
+            .map(|etag| ("if-none-match", etag))
+            .into_iter()
+            .collect();
+        let ex = self.send(slot, Method::GET, path, &headers, None).await?;
         tally.requests.fetch_add(1, Ordering::Relaxed);
         tally.bytes.fetch_add(ex.wire_bytes, Ordering::Relaxed);
         let body = match ex.status {
@@ -232,30 +295,37 @@ impl ScreenClient {
         let t = &tally;
         // 1 request: the projects
         let projects: Vec<Project> = self
-            .get_json(&format!("/v1/projects?limit={}", screen.projects), t, cache)
+            .get_json(
+                0,
+                &format!("/v1/projects?limit={}", screen.projects),
+                t,
+                cache,
+            )
             .await?;
         // N requests: each project's tasks
         // (Streams over owned ids, not `&Project`: closures taking references make the
         // future lose `Send` through a higher-ranked lifetime.)
         let project_ids: Vec<i64> = projects.iter().map(|p| p.id).collect();
-        let task_lists: Vec<Vec<Task>> = futures::stream::iter(project_ids)
-            .map(|id| {
+        // (`slot`: the request's place among the six in flight, i.e. its connection.)
+        let task_lists: Vec<Vec<Task>> = futures::stream::iter(project_ids.into_iter().enumerate())
+            .map(|(slot, id)| {
                 let path = format!("/v1/projects/{id}/tasks?limit={}", screen.tasks);
-                async move { self.get_json(&path, t, cache).await }
+                async move { self.get_json(slot, &path, t, cache).await }
             })
             .buffered(BROWSER_CONNECTIONS)
             .try_collect()
             .await?;
         // N·T requests: each task's comments
         let task_ids: Vec<i64> = task_lists.iter().flatten().map(|t| t.id).collect();
-        let comment_lists: Vec<Vec<Comment>> = futures::stream::iter(task_ids)
-            .map(|id| {
-                let path = format!("/v1/tasks/{id}/comments?limit={}", screen.comments);
-                async move { self.get_json(&path, t, cache).await }
-            })
-            .buffered(BROWSER_CONNECTIONS)
-            .try_collect()
-            .await?;
+        let comment_lists: Vec<Vec<Comment>> =
+            futures::stream::iter(task_ids.into_iter().enumerate())
+                .map(|(slot, id)| {
+                    let path = format!("/v1/tasks/{id}/comments?limit={}", screen.comments);
+                    async move { self.get_json(slot, &path, t, cache).await }
+                })
+                .buffered(BROWSER_CONNECTIONS)
+                .try_collect()
+                .await?;
         // One request per distinct user on the screen (assignees and authors)
         let user_ids: BTreeSet<i64> = task_lists
             .iter()
@@ -263,12 +333,13 @@ impl ScreenClient {
             .map(|task| task.assignee_id)
             .chain(comment_lists.iter().flatten().map(|c| c.author_id))
             .collect();
-        let users: HashMap<i64, User> = futures::stream::iter(user_ids)
-            .map(|id| {
+        // In order (`buffered`), so the six in flight are six consecutive slots: six connections.
+        let users: HashMap<i64, User> = futures::stream::iter(user_ids.into_iter().enumerate())
+            .map(|(slot, id)| {
                 let path = format!("/v1/users/{id}");
-                async move { self.get_json::<User>(&path, t, cache).await }
+                async move { self.get_json::<User>(slot, &path, t, cache).await }
             })
-            .buffer_unordered(BROWSER_CONNECTIONS)
+            .buffered(BROWSER_CONNECTIONS)
             .map_ok(|u| (u.id, u))
             .try_collect()
             .await?;
@@ -322,7 +393,7 @@ impl ScreenClient {
             "/v1/dashboard?projects={}&tasks={}&comments={}",
             screen.projects, screen.tasks, screen.comments
         );
-        let dashboard: Dashboard = self.get_json(&path, &tally, cache).await?;
+        let dashboard: Dashboard = self.get_json(0, &path, &tally, cache).await?;
         Ok(tally.finish(dashboard))
     }
 
@@ -331,7 +402,8 @@ impl ScreenClient {
         let tally = Tally::default();
         let url = self.url(path);
         let body = serde_json::json!({ "query": DASHBOARD_QUERY, "variables": screen.variables() });
-        let ex = self.exchange(self.http.post(&url).json(&body)).await?;
+        let body = Bytes::from(serde_json::to_vec(&body).expect("JSON serializes"));
+        let ex = self.send(0, Method::POST, path, &[], Some(body)).await?;
         tally.requests.fetch_add(1, Ordering::Relaxed);
         tally.bytes.fetch_add(ex.wire_bytes, Ordering::Relaxed);
         let dashboard = decode_graphql(&url, &ex)?;

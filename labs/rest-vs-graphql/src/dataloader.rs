@@ -1,18 +1,22 @@
 //! DataLoader: the resolvers still ask for one parent's children at a time, but the loader
-//! holds every key asked for during one tick of execution and sends them as one batched
-//! statement (`batched.rs`). One loader per request, so nothing leaks between users and no
-//! cache needs invalidating.
+//! collects the keys asked for within a short window and sends them as one batched statement
+//! (`batched.rs`). One loader per request, so nothing leaks between users and its cache never
+//! needs invalidating.
 //!
-//! The count it produces is one statement per (depth, entity) the query touches, not per
-//! parent: the dashboard is projects, tasks, assignees, comments, comment authors = 5, for 1
-//! project or 100. Assignees and authors are both users but sit at different depths, so they
+//! The count it should produce is one statement per (depth, entity) the query touches, not
+//! per parent: the dashboard is projects, tasks, assignees, comments, comment authors = 5, for
+//! 1 project or 100. Assignees and authors are both users but sit at different depths, so they
 //! are two batches (the BFF, which sees the whole tree, merges them into one).
+//!
+//! A batch is a *time window*, not a level, and that is not enough on its own: see
+//! [`per_request`] for how a level splits, and `prefetch.rs` for the fix the served endpoint
+//! uses (each level loaded for all its parents with one `load_many` into this loader's cache).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use sqlx::PgPool;
 use tracing::Instrument;
 
@@ -56,6 +60,9 @@ pub type LoadError = Arc<sqlx::Error>;
 /// How long a batch waits for more keys after its first one: async-graphql's default.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(1);
 
+/// The per-request loader, with a cache so a prefetched level is served from memory.
+pub type RequestLoader = DataLoader<Batcher, HashMapCache>;
+
 /// A fresh loader for one request.
 ///
 /// - The spawner carries the request's tracing span into the batch task, so the batch's
@@ -63,18 +70,21 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(1);
 /// - `max_batch_size` is raised from 1000: at N = 100 projects the comments batch has 1000
 ///   keys and the authors batch more, and Postgres takes a 10 000-element array in stride.
 ///
-/// A batch is a *time window*, not a level. A level's keys land in one batch only if every
-/// parent of that level registers its key before the window closes. async-graphql resolves a
-/// list of up to 30 items by polling them all in one pass (futures' `join_all`), but a longer
-/// list goes through a `FuturesUnordered` that yields back to the scheduler every couple of
-/// items, so a 50-project level is registered over many scheduler turns, and the batch task,
-/// woken by its timer, can run in between: the level splits. Two levels whose windows overlap
-/// can also merge. The lab run measures both with this default; the tests pin the exact
-/// count at N ≤ 30, where it is deterministic.
-pub fn per_request(pool: PgPool) -> DataLoader<Batcher> {
-    DataLoader::new(Batcher { pool }, |f| tokio::spawn(f.in_current_span()))
-        .max_batch_size(10_000)
-        .delay(BATCH_WINDOW)
+/// Why a time window alone splits a level: a level's keys land in one batch only if every
+/// parent registers its key before the window closes. async-graphql resolves a list through
+/// futures' `join_all`, which polls up to 30 items in one pass but puts a longer list in a
+/// `FuturesOrdered` that yields to the scheduler every couple of items; a 100-project level
+/// registers over many scheduler turns, and the batch task, woken by its 1 ms timer, runs in
+/// between. Measured before the prefetch: 5 statements at 20 projects, 11–20 at 100. A longer
+/// delay only lowers the odds; the prefetch removes them.
+pub fn per_request(pool: PgPool) -> RequestLoader {
+    DataLoader::with_cache(
+        Batcher { pool },
+        |f| tokio::spawn(f.in_current_span()),
+        HashMapCache::default(),
+    )
+    .max_batch_size(10_000)
+    .delay(BATCH_WINDOW)
 }
 
 impl Loader<UserId> for Batcher {

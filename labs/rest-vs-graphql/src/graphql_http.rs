@@ -2,24 +2,28 @@
 //!
 //! - `POST` with `application/json` `{"query", "variables", "operationName", "extensions"}`;
 //!   `GET` with the same fields in the query string. `GET` with no query string serves GraphiQL.
-//! - A request that is not a well-formed GraphQL request (broken JSON, wrong content type,
-//!   unparsable `variables`) is a 4xx whatever the client accepts.
+//! - A request that is not a well-formed GraphQL request (no JSON `Content-Type`, broken JSON,
+//!   no `query` string, unparsable `variables`, a NUL character, a body over the limit) is a
+//!   4xx whatever the client accepts: 415, 413 or 400, with labkit's JSON error body
+//!   `{"error": {"code", "message"}}`. The spec leaves that body open (there is no GraphQL
+//!   request to answer yet), so it is the same one every other endpoint of the project sends.
 //! - A request error (syntax error, unknown field, a limit exceeded — nothing executed, no
-//!   `data`) is `400` when the client accepts `application/graphql-response+json`, and `200`
-//!   with `errors` under plain `application/json` (the legacy rule every older client expects).
-//!   Field errors during execution are `200` with `data` and `errors` either way.
+//!   `data`) is a GraphQL response, `{"errors": [...]}`, as the spec requires: `400` when the
+//!   client accepts `application/graphql-response+json`, and `200` under plain
+//!   `application/json` (the legacy rule every older client expects). Field errors during
+//!   execution are `200` with `data` and `errors` either way.
 //! - Never a 500 for something the client sent; resolver failures say "internal database
 //!   error" and log the detail.
 //!
 //! Persisted queries: with `extensions={"persistedQuery":{"version":1,"sha256Hash":"..."}}` a
 //! client sends the hash instead of the text (Apollo APQ; the first miss answers
 //! `PersistedQueryNotFound` and the client retries once with the text). A successful `GET`
-//! then gets the same `ETag`/`304` treatment as a REST resource.
+//! then gets the same `ETag`/`304` treatment as a REST resource; the body is byte-stable
+//! because responses keep query order (`field_order.rs`).
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
+use labkit::http::error_response;
 
 use crate::etag;
 use crate::graphql::{Fetch, Resolvers};
@@ -74,50 +78,65 @@ pub async fn get(
         )
         .into_response();
     };
-    let media = negotiate(headers);
     let request = match async_graphql::http::parse_query_string(query) {
         Ok(r) => r,
-        Err(e) => return malformed(media, StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return not_a_graphql_request("invalid_graphql_request", e),
     };
-    execute(app, headers, media, request, resolvers, true).await
+    if request.query.is_empty() && !request.extensions.0.contains_key("persistedQuery") {
+        return not_a_graphql_request("missing_query", MISSING_QUERY);
+    }
+    if request.query.contains('\0') {
+        return not_a_graphql_request(
+            "invalid_text",
+            "query: text must not contain a NUL character",
+        );
+    }
+    execute(app, headers, negotiate(headers), request, resolvers, true).await
 }
 
-/// `POST /graphql[/naive]` with a JSON body.
+const MISSING_QUERY: &str =
+    "a GraphQL request needs a `query` string (or a persisted query's hash in `extensions`)";
+
+/// `POST /graphql[/naive]`: `body` is labkit's JSON extractor, so a missing or wrong
+/// `Content-Type` (415), a body over the limit (413), malformed JSON or a NUL in any string
+/// (400) never reach GraphQL.
 pub async fn post(
     app: &AppState,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: serde_json::Value,
     resolvers: Resolvers,
 ) -> Response {
-    let media = negotiate(headers);
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    // Only JSON: accepting `text/plain` would also make the endpoint a target for
-    // cross-site form posts, which browsers send without a preflight.
-    if !content_type.starts_with("application/json") {
-        return malformed(
-            media,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "POST bodies must be application/json",
-        );
-    }
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return malformed(media, e.status(), &e.body_text()),
-    };
-    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+    let request = match graphql_request(body) {
         Ok(r) => r,
-        Err(e) => {
-            return malformed(
-                media,
-                StatusCode::BAD_REQUEST,
-                &format!("the body is not a GraphQL request: {e}"),
-            );
-        }
+        Err((code, message)) => return not_a_graphql_request(code, message),
     };
-    execute(app, headers, media, request, resolvers, false).await
+    execute(app, headers, negotiate(headers), request, resolvers, false).await
+}
+
+/// A JSON body → a GraphQL request, or (error code, message) saying why it is not one.
+fn graphql_request(
+    mut body: serde_json::Value,
+) -> Result<async_graphql::Request, (&'static str, String)> {
+    let invalid = |message: &str| ("invalid_graphql_request", message.to_string());
+    let Some(fields) = body.as_object_mut() else {
+        return Err(invalid(
+            "the body must be a JSON object: {\"query\": \"...\", \"variables\": {...}}",
+        ));
+    };
+    let persisted = fields
+        .get("extensions")
+        .is_some_and(|e| e.get("persistedQuery").is_some());
+    match fields.get("query") {
+        Some(serde_json::Value::String(_)) => {}
+        None | Some(serde_json::Value::Null) if persisted => {
+            fields.remove("query");
+        }
+        None | Some(serde_json::Value::Null) => {
+            return Err(("missing_query", MISSING_QUERY.to_string()));
+        }
+        Some(_) => return Err(invalid("`query` must be a string")),
+    }
+    serde_json::from_value(body).map_err(|e| invalid(&format!("not a GraphQL request: {e}")))
 }
 
 async fn execute(
@@ -151,15 +170,7 @@ async fn execute(
     (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response()
 }
 
-/// Not a GraphQL request at all: a 4xx with a GraphQL-shaped error body.
-fn malformed(media: MediaType, status: StatusCode, message: &str) -> Response {
-    let body = serde_json::json!({
-        "errors": [{ "message": message, "extensions": { "code": "BAD_REQUEST" } }]
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, media.content_type())],
-        body.to_string(),
-    )
-        .into_response()
+/// Not a GraphQL request at all: 400 with labkit's JSON error body.
+fn not_a_graphql_request(code: &str, message: impl std::fmt::Display) -> Response {
+    error_response(StatusCode::BAD_REQUEST, code, message)
 }

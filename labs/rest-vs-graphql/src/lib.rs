@@ -10,23 +10,31 @@
 //! does it in four. Then someone sends a query that walks task → assignee → assignedTasks →
 //! comments → author → assignedTasks …: the graph has cycles, the rows multiply per level,
 //! and only query limits (depth, complexity, page size), checked *before* execution, stop it.
+//! Depth alone is not enough: 800 aliases of a three-deep query ran 24 800 statements in one
+//! request until the complexity limit learned to price statements and count every alias.
 //!
 //! The lab serves all of it from one axum app on real Postgres, loads the same screen four
 //! ways over real HTTP, and counts SQL statements exactly (labkit::SqlCounter around the
 //! router), HTTP requests, bytes received and latency under a closed-loop load.
 //!
 //! Module map, in reading order:
-//! - [`model`] — the tables, row types and the seed (skewed assignees and authors).
-//! - [`screen`] — the dashboard: its view types, its GraphQL query, the naive formula.
-//! - [`one_by_one`] — one statement per parent (REST handlers, naive resolvers).
-//! - [`batched`] — one statement per level: `= ANY($1)` and `unnest … LATERAL` for top-K per parent.
-//! - [`rest`] — resources, 404s, page-size cap; [`bff`] — the one-request screen endpoint.
-//! - [`etag`] — `ETag`/`If-None-Match`/`304` for every GET; [`error`] — REST's JSON errors.
-//! - [`graphql`] — the schema with naive and DataLoader resolvers side by side.
-//! - [`dataloader`] — the per-request loader; [`limits`] — depth and complexity checked before execution.
-//! - [`graphql_http`] — GraphQL over HTTP: status codes, GraphiQL, persisted queries via GET.
-//! - [`server`] — the router; [`client`] — the four ways a front end loads the screen.
-//! - [`run`] — the scenarios and the report.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`model`] | the tables, row types and the seed (skewed assignees and authors) |
+//! | [`screen`] | the dashboard: its view types, its GraphQL query, the naive formula |
+//! | [`one_by_one`] | one statement per parent (REST handlers, naive resolvers) |
+//! | [`batched`] | one statement per level: `= ANY($1)` and `unnest … LATERAL` for top-K per parent |
+//! | [`rest`], [`bff`] | resources, 404s, page-size cap; the one-request screen endpoint |
+//! | [`etag`], [`error`] | `ETag`/`If-None-Match`/`304` for every GET; JSON errors, quiet on shutdown |
+//! | [`graphql`] | the schema with naive and DataLoader resolvers side by side, priced per field |
+//! | [`dataloader`], [`prefetch`] | the per-request loader; each level loaded for all parents at once |
+//! | [`limits`] | depth and complexity (statements and aliases priced) checked before execution |
+//! | [`field_order`] | responses put back in query order, so identical requests get identical bytes |
+//! | [`graphql_http`] | GraphQL over HTTP: status codes, 4xx for non-requests, persisted queries via GET |
+//! | [`server`] | the one router: `run`, `serve`, the tests and the bench all use it |
+//! | [`client`] | the four ways a front end loads the screen (reqwest, or load-phase connections) |
+//! | [`run`] | the story, step by step; [`scenarios`] measures, [`report`] reports |
 
 pub mod batched;
 pub mod bff;
@@ -34,19 +42,62 @@ pub mod client;
 pub mod dataloader;
 pub mod error;
 pub mod etag;
+pub mod field_order;
 pub mod graphql;
 pub mod graphql_http;
 pub mod limits;
 pub mod model;
 pub mod one_by_one;
+pub mod prefetch;
+pub mod report;
 pub mod rest;
 pub mod run;
+pub mod scenarios;
 pub mod screen;
 pub mod server;
 
 use labkit::{LabCtx, Report, ServeApp};
 
 pub use server::{AppState, router};
+
+/// The finding keys this lab promises (users' scripts parse them).
+pub const FINDING_KEYS: &[&str] = &[
+    // one quiet screen per approach
+    "rest_chatty_http_per_screen",
+    "rest_chatty_sql_per_screen",
+    "rest_bff_sql_per_screen",
+    "graphql_naive_sql_per_screen",
+    "graphql_dataloader_sql_per_screen",
+    "graphql_naive_formula_sql_per_screen",
+    "rest_chatty_bytes_per_screen",
+    "rest_bff_bytes_per_screen",
+    "graphql_naive_bytes_per_screen",
+    "graphql_dataloader_bytes_per_screen",
+    // as the screen grows
+    "graphql_naive_sql_at_100_projects",
+    "graphql_dataloader_sql_at_100_projects",
+    "graphql_dataloader_flat",
+    "graphql_dataloader_window_split_sql_at_100_projects",
+    // under load
+    "rest_chatty_p95_ms",
+    "rest_bff_p95_ms",
+    "graphql_naive_p95_ms",
+    "graphql_dataloader_p95_ms",
+    // query limits
+    "deep_query_bounded_naive_sql",
+    "deep_query_bounded_naive_ms",
+    "deep_query_rejected",
+    "alias_bomb_rejected",
+    "alias_bomb_unprotected_naive_sql",
+    // caching
+    "etag_bytes_saved_ratio",
+    "rest_revalidation_sql_per_screen",
+    "graphql_persisted_get_304",
+    "graphql_naive_persisted_get_304",
+    "graphql_distinct_bodies_for_identical_posts",
+    "graphql_post_request_body_bytes",
+    "graphql_persisted_get_url_bytes",
+];
 
 /// The `rest-vs-graphql` lab.
 #[derive(Debug, Clone, Copy, Default)]
@@ -64,6 +115,14 @@ impl labkit::Lab for RestVsGraphql {
         TITLE
     }
 
+    fn finding_keys(&self) -> &'static [&'static str] {
+        FINDING_KEYS
+    }
+
+    fn baseline(&self) -> Option<&'static str> {
+        Some(include_str!("../baseline.json"))
+    }
+
     async fn run(&self, ctx: &LabCtx) -> anyhow::Result<Report> {
         run::run(ctx).await
     }
@@ -78,15 +137,5 @@ impl labkit::Lab for RestVsGraphql {
     }
 }
 
-const BANNER: &str = r#"REST:
-  curl -s '{base}/v1/projects?limit=2'
-  curl -s '{base}/v1/projects/1/tasks?limit=3'
-  curl -si '{base}/v1/users/1'                      # note the ETag; send it back:
-  curl -si '{base}/v1/users/1' -H 'If-None-Match: "<etag>"'   # -> 304
-  curl -s '{base}/v1/dashboard?projects=2'          # the BFF: whole screen, 4 statements
-GraphQL (DataLoader at /graphql, naive resolvers at /graphql/naive; GraphiQL: open {base}/graphql):
-  curl -s '{base}/graphql' -H 'content-type: application/json' \
-    -d '{"query":"{ projects(first: 2) { name tasks(first: 2) { title assignee { name } } } }"}'
-  curl -s '{base}/graphql' -H 'content-type: application/json' \
-    -d '{"query":"{ projects(first: 1) { tasks { assignee { assignedTasks { comments { author { assignedTasks { title } } } } } } } }"}'
-    # -> rejected before execution: query depth 8 exceeds the limit of 6"#;
+/// The curl examples, shared with `main.rs` and the README (`{base}` is the served address).
+const BANNER: &str = include_str!("../curl.md");

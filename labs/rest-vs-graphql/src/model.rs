@@ -118,40 +118,38 @@ CREATE INDEX comments_task_id_id  ON comments (task_id, id);
 ANALYZE users, projects, tasks, comments;
 "#;
 
-// `$1..$2` is the chunk of row numbers, `$3` the seed (see labkit::seed). labkit's chunked
-// generator binds only those three, so the shape (user count, fan-outs) is read from a
-// one-row `seed_shape` table; Postgres evaluates each sub-select once per chunk. The parent of
-// row g is arithmetic, so every project gets exactly tasks_per_project tasks, in id order.
+// `$1..$2` is the chunk of row numbers, `$3` the seed (see labkit::seed); `$4`, `$5` are the
+// shape (user count, fan-outs), bound per statement. The parent of row g is arithmetic, so
+// every project gets exactly tasks_per_project tasks, in id order.
 const SEED_USERS: &str = r#"
 INSERT INTO users (id, name, email)
 SELECT g, 'User ' || g, 'user' || g || '@example.com'
 FROM generate_series($1::bigint, $2::bigint) g"#;
 
+// $4 = users
 const SEED_PROJECTS: &str = r#"
 INSERT INTO projects (id, name, owner_id)
-SELECT g, 'Project ' || g, labkit_skewed(g, $3, 10, (SELECT users FROM seed_shape), 2.0)
+SELECT g, 'Project ' || g, labkit_skewed(g, $3, 10, $4::bigint, 2.0)
 FROM generate_series($1::bigint, $2::bigint) g"#;
 
+// $4 = tasks per project, $5 = users
 const SEED_TASKS: &str = r#"
 INSERT INTO tasks (id, project_id, title, status, assignee_id)
 SELECT g,
-       (g - 1) / (SELECT tasks_per_project FROM seed_shape) + 1,
+       (g - 1) / $4::bigint + 1,
        'Task ' || g || ': ' || left(md5(g::text), 8 + floor(labkit_uniform(g, $3, 20) * 24)::int),
        (ARRAY['todo', 'doing', 'done'])[1 + floor(labkit_uniform(g, $3, 21) * 3)::int],
-       labkit_skewed(g, $3, 22, (SELECT users FROM seed_shape), 2.0)
+       labkit_skewed(g, $3, 22, $5::bigint, 2.0)
 FROM generate_series($1::bigint, $2::bigint) g"#;
 
+// $4 = comments per task, $5 = users
 const SEED_COMMENTS: &str = r#"
 INSERT INTO comments (id, task_id, author_id, body)
 SELECT g,
-       (g - 1) / (SELECT comments_per_task FROM seed_shape) + 1,
-       labkit_skewed(g, $3, 30, (SELECT users FROM seed_shape), 2.0),
+       (g - 1) / $4::bigint + 1,
+       labkit_skewed(g, $3, 30, $5::bigint, 2.0),
        'Comment ' || g || ': ' || repeat('looks good, ', 1 + floor(labkit_uniform(g, $3, 31) * 8)::int)
 FROM generate_series($1::bigint, $2::bigint) g"#;
-
-const CREATE_SEED_SHAPE: &str =
-    "CREATE TABLE seed_shape (users bigint, tasks_per_project bigint, comments_per_task bigint)";
-const FILL_SEED_SHAPE: &str = "INSERT INTO seed_shape VALUES ($1, $2, $3)";
 
 /// Create and fill the tables for `ctx.scale`.
 pub async fn seed(ctx: &LabCtx) -> Result<DataSize, sqlx::Error> {
@@ -162,24 +160,26 @@ pub async fn seed(ctx: &LabCtx) -> Result<DataSize, sqlx::Error> {
 
 /// Create and fill the tables with an explicit size.
 pub async fn seed_size(pool: &PgPool, size: DataSize, seed: u64) -> Result<(), sqlx::Error> {
+    let users = size.users as i64;
+    let tasks_per_project = size.tasks_per_project as i64;
+    let comments_per_task = size.comments_per_task as i64;
     sqlx::raw_sql(CREATE_TABLES).execute(pool).await?;
-    sqlx::query(CREATE_SEED_SHAPE).execute(pool).await?;
-    sqlx::query(FILL_SEED_SHAPE)
-        .bind(size.users as i64)
-        .bind(size.tasks_per_project as i64)
-        .bind(size.comments_per_task as i64)
-        .execute(pool)
-        .await?;
     labkit::seed::generate(pool, "users", size.users, seed, SEED_USERS, |q| q).await?;
-    labkit::seed::generate(pool, "projects", size.projects, seed, SEED_PROJECTS, |q| q).await?;
-    labkit::seed::generate(pool, "tasks", size.tasks(), seed, SEED_TASKS, |q| q).await?;
+    labkit::seed::generate(pool, "projects", size.projects, seed, SEED_PROJECTS, |q| {
+        q.bind(users)
+    })
+    .await?;
+    labkit::seed::generate(pool, "tasks", size.tasks(), seed, SEED_TASKS, |q| {
+        q.bind(tasks_per_project).bind(users)
+    })
+    .await?;
     labkit::seed::generate(
         pool,
         "comments",
         size.comments(),
         seed,
         SEED_COMMENTS,
-        |q| q,
+        |q| q.bind(comments_per_task).bind(users),
     )
     .await?;
     labkit::seed::step(pool, "indexes", CREATE_INDEXES).await?;

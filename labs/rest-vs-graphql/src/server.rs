@@ -1,14 +1,13 @@
 //! The one axum app: REST resources, the BFF endpoint and GraphQL (DataLoader at `/graphql`,
-//! naive resolvers at `/graphql/naive`). `lab serve rest-vs-graphql`, the lab run and the
-//! tests all serve this router.
+//! naive resolvers at `/graphql/naive`). `lab serve rest-vs-graphql`, the lab run, the tests
+//! and the bench all serve [`router`].
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
+use labkit::http::JsonBody;
 use sqlx::PgPool;
 
 use crate::error::ApiError;
@@ -50,7 +49,7 @@ pub fn router(state: AppState) -> Router {
             get(graphql_naive_get).post(graphql_naive_post),
         )
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_string()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() })
+        .method_not_allowed_fallback(labkit::http::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -62,7 +61,7 @@ async fn graphql_get(State(app): State<AppState>, headers: HeaderMap, uri: Uri) 
 async fn graphql_post(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Response {
     graphql_http::post(&app, &headers, body, Resolvers::DataLoader).await
 }
@@ -74,7 +73,7 @@ async fn graphql_naive_get(State(app): State<AppState>, headers: HeaderMap, uri:
 async fn graphql_naive_post(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Response {
     graphql_http::post(&app, &headers, body, Resolvers::Naive).await
 }

@@ -1,6 +1,6 @@
 //! Query limits: the server prices a client-written query before running it.
 
-use lab_rest_vs_graphql::limits::nested_query;
+use lab_rest_vs_graphql::limits::{alias_bomb, nested_query};
 use lab_rest_vs_graphql::screen::{DASHBOARD_QUERY, Screen};
 
 use crate::helpers::spawn_app;
@@ -38,7 +38,8 @@ async fn a_query_nested_past_the_depth_limit_is_rejected_before_any_sql_runs() {
 async fn a_shallow_query_that_fans_out_too_wide_is_rejected_by_complexity() {
     let app = spawn_app().await;
     app.sql.take();
-    // Depth 4, within the depth limit, but 100 × 100 × 100 comments.
+    // Depth 4, within the depth limit, but 100 × 100 × 100 comments: each list costs a
+    // statement (10) plus `first` × one item, 10 + 100 × (10 + 100 × (10 + 100 × 1)).
     let wide = "{ projects(first: 100) { tasks(first: 100) { comments(first: 100) { id } } } }";
     let (status, body) = app.graphql("/graphql", wide).await;
     assert_eq!(status, 400);
@@ -46,10 +47,43 @@ async fn a_shallow_query_that_fans_out_too_wide_is_rejected_by_complexity() {
     assert_eq!(error["extensions"]["code"], "COMPLEXITY_LIMIT_EXCEEDED");
     let message = error["message"].as_str().unwrap();
     assert!(
-        message.contains("query complexity 1000000 exceeds the limit of 50000"),
+        message.contains("query complexity 1101010 exceeds the limit of 75000"),
         "says why: {message}"
     );
     assert_eq!(app.sql.take(), 0, "rejected before execution");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn eight_hundred_aliases_three_deep_are_rejected_by_their_cost_before_any_sql_runs() {
+    let app = spawn_app().await;
+    // What an outside client sent: 42 KB, depth 3, 24 800 statements on naive resolvers.
+    let bomb = alias_bomb(800);
+    assert!(bomb.len() > 40_000, "{} bytes", bomb.len());
+    for path in ["/graphql/naive", "/graphql"] {
+        app.sql.take();
+        let (status, body) = app.graphql(path, &bomb).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(body.get("data").is_none(), "{path}: nothing executed");
+        let errors = body["errors"].as_array().unwrap();
+        // Depth does not see it; only the cost does: 800 × (10 + 30 × (10 + 1)).
+        assert_eq!(errors.len(), 1, "{path}: {body}");
+        assert_eq!(errors[0]["extensions"]["code"], "COMPLEXITY_LIMIT_EXCEEDED");
+        let message = errors[0]["message"].as_str().unwrap();
+        assert!(
+            message.contains("query complexity 272000 exceeds the limit of 75000"),
+            "{path}: {message}"
+        );
+        assert_eq!(app.sql.take(), 0, "{path}: rejected before execution");
+    }
+    // The cost bounds statements: 200 aliases cost 68 000 and pass, running 31 each.
+    app.sql.take();
+    let (status, body) = app.graphql("/graphql/naive", &alias_bomb(200)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    let statements = app.sql.take();
+    assert_eq!(statements, 200 * 31);
+    assert!(statements <= 75_000 / 10);
     app.finish().await;
 }
 

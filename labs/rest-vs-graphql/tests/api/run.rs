@@ -1,42 +1,68 @@
-//! The whole lab at smoke scale: it runs end to end and reports every contract key.
+//! The whole lab at smoke scale: it runs end to end and reports every key it promises.
 
-use labkit::Lab;
+use lab_rest_vs_graphql::{FINDING_KEYS, RestVsGraphql};
+use labkit::{RunOptions, Scale};
 
 // Multi-threaded like the CLI: the load phase runs clients and server side by side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_smoke_run_reports_every_finding_key_the_issue_names() {
+async fn the_smoke_run_reports_every_finding_key_the_lab_promises() {
     let t = labkit::testing::ctx("rest-vs-graphql").await;
-    let report = lab_rest_vs_graphql::RestVsGraphql
-        .run(&t.ctx)
+    let opts = RunOptions {
+        scale: Scale::Smoke,
+        seed: 42,
+        ..RunOptions::default()
+    };
+    let report = labkit::run_lab(&RestVsGraphql, &t.backends, opts)
         .await
-        .unwrap();
-    for key in [
-        "rest_chatty_sql_per_screen",
-        "rest_chatty_http_per_screen",
-        "rest_bff_sql_per_screen",
-        "graphql_naive_sql_per_screen",
-        "graphql_dataloader_sql_per_screen",
-        "rest_chatty_p95_ms",
-        "rest_bff_p95_ms",
-        "graphql_naive_p95_ms",
-        "graphql_dataloader_p95_ms",
-        "deep_query_rejected",
-        "etag_bytes_saved_ratio",
-    ] {
-        assert!(report.get(key).is_some(), "missing finding `{key}`");
+        .unwrap()
+        .report;
+    for key in FINDING_KEYS {
+        let f = report
+            .finding_by_key(key)
+            .unwrap_or_else(|| panic!("missing finding `{key}`"));
+        assert!(f.value.is_finite(), "{key}");
+        if f.unit == "ms" {
+            assert!(
+                f.samples.is_some_and(|n| n > 0),
+                "{key} has no sample count"
+            );
+        }
     }
     assert_eq!(report.get("rest_bff_sql_per_screen"), Some(4.0));
     assert_eq!(
         report.get("graphql_naive_sql_per_screen"),
         report.get("graphql_naive_formula_sql_per_screen")
     );
+    // DataLoader: one statement per level, at every screen size the chart shows.
+    assert_eq!(report.get("graphql_dataloader_sql_per_screen"), Some(5.0));
+    assert_eq!(
+        report.get("graphql_dataloader_sql_at_100_projects"),
+        Some(5.0)
+    );
+    assert_eq!(report.get("graphql_dataloader_flat"), Some(1.0));
     assert_eq!(
         report.get("deep_query_rejected"),
         Some(1.0),
         "{}",
         report.to_text()
     );
+    assert_eq!(
+        report.get("alias_bomb_rejected"),
+        Some(1.0),
+        "{}",
+        report.to_text()
+    );
+    // 100 aliases at smoke scale, 31 statements each when nothing stops them.
+    assert_eq!(report.get("alias_bomb_unprotected_naive_sql"), Some(3100.0));
     assert_eq!(report.get("graphql_persisted_get_304"), Some(1.0));
+    assert_eq!(report.get("graphql_naive_persisted_get_304"), Some(1.0));
+    assert_eq!(
+        report.get("graphql_distinct_bodies_for_identical_posts"),
+        Some(1.0)
+    );
     assert!(!report.charts.is_empty() && !report.sentence.is_empty());
+    for phase in &report.phases {
+        assert_eq!(phase.errors, 0, "{phase:?}\n{}", report.to_text());
+    }
     t.finish().await;
 }
