@@ -47,6 +47,11 @@ for dir in "$out"/*/; do
   # Charts referenced by the report live next to the README.
   cp "$dir"/*.svg "labs/$id/" 2>/dev/null || true
   cp "$dir/report.json" "labs/$id/baseline.json"
+  # seek-vs-scan's "expected output": its plans table from this same run.
+  if grep -q '<!-- expected:start -->' "$readme"; then
+    { echo; awk '/^### Plans: /{p=1; sub(/^### /,""); print "**" $0 "**"; next} p{ if (/^$/ && t) exit; if (/^\|/) t=1; print }' "$dir/report.md"; echo; } > "$out/$id.expected"
+    splice "$readme" '<!-- expected:start -->' '<!-- expected:end -->' "$out/$id.expected"
+  fi
   if [ -f "labs/$id/curl.md" ] && grep -q '<!-- curl:start -->' "$readme"; then
     { echo; sed 's#{base}#http://127.0.0.1:3000#g' "labs/$id/curl.md"; echo; } > "$out/$id.curl"
     splice "$readme" '<!-- curl:start -->' '<!-- curl:end -->' "$out/$id.curl"

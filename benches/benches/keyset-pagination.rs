@@ -9,15 +9,20 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use lab_keyset_pagination::filter::Filter;
-use lab_keyset_pagination::{PAGE_SIZE, keyset, offset, schema, table_rows};
+use lab_keyset_pagination::schema::{self, Dataset};
+use lab_keyset_pagination::{PAGE_SIZE, keyset, offset};
 use labkit::Scale;
 
 fn page_at_depth(c: &mut Criterion) {
     let rt = benches::runtime();
     let t = benches::ctx(&rt, "keyset-pagination", Scale::Smoke);
     let pool = t.ctx.pg.clone();
-    rt.block_on(schema::seed(&pool, table_rows(Scale::Smoke), t.ctx.seed))
-        .expect("seed orders");
+    rt.block_on(schema::seed(
+        &pool,
+        Dataset::for_scale(Scale::Smoke),
+        t.ctx.seed,
+    ))
+    .expect("seed orders");
 
     let mut group = c.benchmark_group("keyset-pagination/page_at_depth");
     group

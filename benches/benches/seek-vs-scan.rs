@@ -20,7 +20,7 @@ fn bench(c: &mut Criterion) {
             .await
             .expect("load invoices");
         let tenants = schema::pick_tenants(&t.ctx.pg).await.expect("tenants");
-        let pool = app_pool(t.ctx.database_url(), 1).await.expect("app pool");
+        let pool = app_pool(&t.ctx, 1).await.expect("app pool");
         (pool, tenants.big.tenant_id)
     });
 

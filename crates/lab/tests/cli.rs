@@ -97,7 +97,7 @@ fn serve_for_a_lab_without_a_server_says_so() {
 }
 
 #[test]
-fn json_format_prints_only_the_report_on_stdout() {
+fn json_format_prints_only_the_report_on_stdout_with_the_labs_contract_keys_and_knobs() {
     let out = lab()
         .args([
             "run",
@@ -106,6 +106,10 @@ fn json_format_prints_only_the_report_on_stdout() {
             "smoke",
             "--format",
             "json",
+            "--clients",
+            "2",
+            "--duration",
+            "1s",
         ])
         .output()
         .unwrap();
@@ -119,26 +123,20 @@ fn json_format_prints_only_the_report_on_stdout() {
     assert_eq!(v["schema_version"], 2);
     assert_eq!(v["lab"], "seek-vs-scan");
     assert_eq!(v["scale"], "smoke");
-    for key in [
-        "seq_scan_p95_ms",
-        "wrong_order_p95_ms",
-        "tenant_only_p95_ms",
-        "composite_p95_ms",
-        "covering_p95_ms",
-        "speedup_covering_vs_seq_p95",
-        "buffers_seq_scan",
-        "buffers_wrong_order",
-        "buffers_covering",
-        "covering_heap_fetches_before_vacuum",
-        "covering_heap_fetches_after_vacuum",
-        "seed_rows_per_s",
-        "insert_rows_per_s_0_idx",
-        "insert_rows_per_s_6_idx",
-    ] {
+    for key in lab_seek_vs_scan::FINDING_KEYS {
         assert!(
             v["findings"][key]["value"].is_number(),
             "finding {key} missing"
         );
+    }
+    // The knobs reached every load phase: 2 clients, phases planned at 1 s.
+    assert_eq!(v["load"]["clients"], 2);
+    assert_eq!(v["load"]["duration_s"], 1.0);
+    let phases = v["phases"].as_array().unwrap();
+    assert!(!phases.is_empty());
+    for p in phases {
+        assert_eq!(p["clients"], 2, "{p}");
+        assert_eq!(p["planned_s"], 1.0, "{p}");
     }
 }
 

@@ -6,9 +6,12 @@
 //! - optional `status` and `tenant_id` filters on both; a cursor only works with the filter
 //!   it was issued for.
 //!
-//! Every bad input is a 400 with `{"error": {"code", "message"}}`. The query string is parsed
-//! into strings first and then field by field, so a bad `limit` says "limit", not axum's
-//! plain-text "Failed to deserialize query string".
+//! Every bad input is a 4xx with labkit's JSON error body, `{"error": {"code", "message"}}`:
+//! a 400 for the query string, which is parsed into strings first and then field by field,
+//! so a bad `limit` says "limit", not axum's plain-text "Failed to deserialize query string";
+//! 404/405 for unknown routes and methods; 413 for a request body (the API takes none).
+//! [`router`] is the one place the service is assembled: `lab serve`, the run's load phase,
+//! and the tests all bind it.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -16,6 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use labkit::http::{error_response, method_not_allowed, not_found};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
@@ -30,6 +34,8 @@ pub const MAX_LIMIT: i64 = 200;
 /// Deep pages are allowed (they are the war story); this only keeps `page * limit` far from
 /// overflow.
 pub const MAX_PAGE: i64 = 10_000_000;
+/// The API reads no request body; one larger than this is refused (413) before routing.
+pub const MAX_BODY: usize = 1024;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -38,13 +44,15 @@ pub struct AppState {
     pub cursors: CursorCodec,
 }
 
-/// The service's routes; `lab serve keyset-pagination` and the tests both bind this.
+/// The service: its routes, JSON 404/405 for everything else, and the body limit. The
+/// run's load phase, `lab serve` and the tests all bind this.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/orders", get(list_orders))
-        .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    labkit::http::body_limit(routes, MAX_BODY)
 }
 
 /// Everything a request can get wrong, and the one thing we can.
@@ -66,10 +74,6 @@ pub enum ApiError {
     Cursor(#[from] CursorError),
     #[error("cursor was issued for {issued}, not for {requested}; start again without a cursor")]
     CursorFilterMismatch { issued: Filter, requested: Filter },
-    #[error("no such route")]
-    NotFound,
-    #[error("method not allowed")]
-    MethodNotAllowed,
     /// Logged in full, never shown: SQL text and server details stay out of responses.
     #[error("internal error")]
     Database(#[from] sqlx::Error),
@@ -86,16 +90,12 @@ impl ApiError {
             ApiError::CursorWithPage => "cursor_with_page",
             ApiError::Cursor(_) => "invalid_cursor",
             ApiError::CursorFilterMismatch { .. } => "cursor_filter_mismatch",
-            ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Database(_) => "internal",
         }
     }
 
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -107,10 +107,7 @@ impl IntoResponse for ApiError {
         if let ApiError::Database(e) = &self {
             tracing::error!(error = %e, "database error while listing orders");
         }
-        let body = serde_json::json!({
-            "error": { "code": self.code(), "message": self.to_string() }
-        });
-        (self.status(), Json(body)).into_response()
+        error_response(self.status(), self.code(), &self)
     }
 }
 

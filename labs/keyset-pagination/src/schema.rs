@@ -9,8 +9,33 @@
 //! - `tenant_id` is skewed (a few huge tenants, a long tail), `status` has four values.
 
 use chrono::{DateTime, Utc};
+use labkit::Scale;
 use serde::Serialize;
 use sqlx::PgPool;
+
+/// How much data a scale seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dataset {
+    pub rows: u64,
+    /// Tenants the orders are spread over (skewed: tenant 1 is the biggest). Smoke keeps
+    /// default's 5,000 so its long tail is as thin as the README's (a tenant with a handful
+    /// of orders); large keeps default's ~400 orders per tenant.
+    pub tenants: i32,
+}
+
+impl Dataset {
+    pub fn for_scale(scale: Scale) -> Self {
+        Self {
+            rows: scale.pick(50_000, 2_000_000, 20_000_000),
+            tenants: scale.pick(5_000, 5_000, 50_000),
+        }
+    }
+
+    /// A long-tail tenant: the middle of the id range, a few hundred orders at default scale.
+    pub fn tail_tenant(self) -> i32 {
+        self.tenants / 2
+    }
+}
 
 /// One order, as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -36,13 +61,13 @@ CREATE TABLE orders (
 )
 "#;
 
-/// Rows `$1..=$2`, deterministic in `$3` (the `--seed`). Row `g` lives in block `g / 1000`
+/// Rows `$1..=$2`, deterministic in `$3` (the `--seed`), over `$4` tenants. Row `g` lives in block `g / 1000`
 /// (400 seconds of shop time): its first 200 orders are a burst of 20 per second, the other
 /// 800 arrive about two per second. A 30 % chance of +1 s jitter reorders neighbours.
 const SEED_ROWS: &str = r#"
 INSERT INTO orders (id, tenant_id, status, created_at, total_cents, sku)
 SELECT g,
-       labkit_skewed(g, $3, 1, 5000, 3)::int,
+       labkit_skewed(g, $3, 1, $4::bigint, 3)::int,
        CASE WHEN u < 0.70 THEN 'paid'
             WHEN u < 0.90 THEN 'shipped'
             WHEN u < 0.97 THEN 'pending'
@@ -53,6 +78,7 @@ SELECT g,
                 ELSE 10 + ((g % 1000) - 200) * 390 / 800 END
          + CASE WHEN labkit_uniform(g, $3, 4) < 0.3 THEN 1 ELSE 0 END),
        100 + floor(labkit_uniform(g, $3, 3) * 50000)::bigint,
+       -- a catalogue of 20,000 products: the shop's, whatever its order count
        'SKU-' || labkit_skewed(g, $3, 5, 20000, 2)
 FROM generate_series($1::bigint, $2::bigint) AS g,
      LATERAL (SELECT labkit_uniform(g, $3, 2) AS u) AS s
@@ -75,11 +101,18 @@ SELECT setval(pg_get_serial_sequence('orders', 'id'), (SELECT max(id) FROM order
 /// `reltuples` estimate the keyset endpoint offers) present.
 const VACUUM: &str = "VACUUM (ANALYZE) orders";
 
-/// Create and fill `orders` with `rows` rows; returns the time it took.
-pub async fn seed(pool: &PgPool, rows: u64, seed: u64) -> Result<std::time::Duration, sqlx::Error> {
+/// Create and fill `orders` with `data`; returns the time it took.
+pub async fn seed(
+    pool: &PgPool,
+    data: Dataset,
+    seed: u64,
+) -> Result<std::time::Duration, sqlx::Error> {
     let started = std::time::Instant::now();
     sqlx::raw_sql(CREATE_TABLE).execute(pool).await?;
-    labkit::seed::generate(pool, "orders", rows, seed, SEED_ROWS, |q| q).await?;
+    labkit::seed::generate(pool, "orders", data.rows, seed, SEED_ROWS, |q| {
+        q.bind(i64::from(data.tenants))
+    })
+    .await?;
     labkit::seed::step(pool, "indexes", CREATE_INDEXES).await?;
     labkit::seed::step(pool, "vacuum", VACUUM).await?;
     Ok(started.elapsed())

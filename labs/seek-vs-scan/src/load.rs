@@ -3,14 +3,48 @@
 //! Traffic follows the data: a tenant with 6 % of the invoices makes roughly 6 % of the
 //! requests. Sampling random *rows* and taking their tenant gives exactly that weighting,
 //! so the mix is drawn once up front from random invoice ids (deterministic per seed).
+//! The driver is labkit's closed loop; its shape comes from the run's knobs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use labkit::{Bound, ClosedLoop, LatencySummary};
+use labkit::{Bound, ClosedLoop, LabCtx, LatencySummary, LoadResult};
 use sqlx::PgPool;
 
 use crate::query::recent_invoices;
+
+/// How hard each variant's load phase pushes: `--clients`, `--duration`, `--warmup`, or the
+/// scale's defaults (4 clients; 0.3 / 2.5 / 5 s; warm-up 0.1 / 0.5 / 1 s).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadShape {
+    pub clients: usize,
+    pub per_variant: Duration,
+    /// Unmeasured, before each variant's measured phase: the pool's connections and the
+    /// index's pages are hot when the clock starts.
+    pub warmup: Duration,
+    /// How many tenants the mix holds (drawn like the data, cycled through).
+    pub mix: u32,
+}
+
+impl LoadShape {
+    pub fn from_ctx(ctx: &LabCtx) -> Self {
+        let pick = |smoke, default, large| ctx.scale.pick(smoke, default, large);
+        Self {
+            clients: ctx.clients(4),
+            per_variant: ctx.duration(pick(
+                Duration::from_millis(300),
+                Duration::from_millis(2500),
+                Duration::from_secs(5),
+            )),
+            warmup: ctx.warmup(pick(
+                Duration::from_millis(100),
+                Duration::from_millis(500),
+                Duration::from_secs(1),
+            )),
+            mix: 1000,
+        }
+    }
+}
 
 const TENANT_MIX: &str = r#"
 SELECT i.tenant_id
@@ -34,21 +68,45 @@ pub async fn tenant_mix(
         .await
 }
 
-/// `workers` clients in a closed loop for `duration`, each request for the next tenant of
-/// the mix. Every request fetches and decodes its rows, like the app would.
+/// One variant's phase: `shape.clients` clients, `shape.warmup` unmeasured, then
+/// `shape.per_variant` measured, each request for the next tenant of the mix. The phase is
+/// named `label` on stderr and in the report's `phases`.
+pub async fn phase(
+    pool: &PgPool,
+    mix: Arc<Vec<i64>>,
+    shape: LoadShape,
+    label: &str,
+) -> LoadResult<()> {
+    let cfg = ClosedLoop::new(shape.clients, Bound::Duration(shape.per_variant))
+        .warmup(shape.warmup)
+        .label(label);
+    drive(pool, mix, cfg).await
+}
+
+/// `workers` clients in a closed loop for `duration`, no warm-up, no label (the pgbench
+/// comparison, `crates/lab/examples/vs_pgbench.rs`, calls this).
 pub async fn run(
     pool: &PgPool,
     mix: Arc<Vec<i64>>,
     workers: usize,
     duration: Duration,
 ) -> LatencySummary {
+    drive(
+        pool,
+        mix,
+        ClosedLoop::new(workers, Bound::Duration(duration)),
+    )
+    .await
+    .summary
+}
+
+/// Every request fetches and decodes its rows, like the app would.
+async fn drive(pool: &PgPool, mix: Arc<Vec<i64>>, cfg: ClosedLoop) -> LoadResult<()> {
     let pool = pool.clone();
-    let cfg = ClosedLoop::new(workers, Bound::Duration(duration));
     labkit::closed_loop(cfg, move |call| {
         let pool = pool.clone();
         let tenant = mix[call.seq as usize % mix.len()];
-        async move { recent_invoices(&pool, tenant).await }
+        async move { recent_invoices(&pool, tenant).await.map(drop) }
     })
     .await
-    .summary
 }

@@ -26,7 +26,16 @@ impl Dataset {
             tenants: scale.pick(500, 5_000, 50_000),
         }
     }
+
+    /// The generator's sizes as `$4` (rows: the year is cut into that many time slots) and
+    /// `$5` (tenants), after labkit's `$1..$3` (lo, hi, seed).
+    pub fn bind(self, q: PgQuery<'_>) -> PgQuery<'_> {
+        q.bind(self.rows as i64).bind(self.tenants as i64)
+    }
 }
+
+/// A query with its binds so far, as `labkit::seed` hands it over.
+pub type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// The seeded year ends here, and every query's "now" is this instant rather than `now()`:
 /// the same seed gives the same 7-day window, and the same plans, whatever day you run it.
@@ -51,14 +60,12 @@ CREATE TABLE invoices (
     currency       text        NOT NULL,
     customer_email text        NOT NULL,
     description    text        NOT NULL
-) WITH (autovacuum_enabled = off);
-
--- labkit::seed binds only (lo, hi, seed); the seed reads the row and tenant counts here.
-CREATE TABLE invoice_seed_plan (total_rows bigint NOT NULL, tenants bigint NOT NULL);
+) WITH (autovacuum_enabled = off)
 "#;
 
 /// The generated rows, shared by the seed and by the write-cost copy
-/// ([`crate::write_cost`]): `INSERT INTO <table>` + this. `$1..$2` are row numbers, `$3` the seed.
+/// ([`crate::write_cost`]): `INSERT INTO <table>` + this. `$1..$2` are row numbers, `$3` the
+/// seed, `$4` the dataset's rows and `$5` its tenants ([`Dataset::bind`]).
 ///
 /// - `tenant_id`: `labkit_skewed(.., s = 3)`, a few huge tenants and a long tail.
 /// - `created_at`: row g lands in its own slot of a year ending at [`reference_now`], so
@@ -70,9 +77,9 @@ macro_rules! generated_invoices {
     () => {
         r#" (id, tenant_id, created_at, amount_cents, status, currency, customer_email, description)
 SELECT g,
-       labkit_skewed(g, $3, 1, p.tenants, 3.0),
+       labkit_skewed(g, $3, 1, $5::bigint, 3.0),
        timestamptz '2025-01-01 00:00:00+00'
-         + (g - 1 + labkit_uniform(g, $3, 2)) * (interval '365 days' / p.total_rows),
+         + (g - 1 + labkit_uniform(g, $3, 2)) * (interval '365 days' / $4::bigint),
        100 + floor(labkit_uniform(g, $3, 3) ^ 2 * 500000)::bigint,
        CASE WHEN u < 0.90  THEN 'paid'
             WHEN u < 0.97  THEN 'open'
@@ -84,7 +91,6 @@ SELECT g,
        'Subscription renewal, invoice ' || g
          || ': platform seats, support plan, usage overage for the period'
 FROM generate_series($1::bigint, $2::bigint) AS g
-CROSS JOIN invoice_seed_plan AS p
 CROSS JOIN LATERAL (SELECT labkit_uniform(g, $3, 4) AS u) AS s"#
     };
 }
@@ -96,13 +102,10 @@ const SEED_INVOICES: &str = concat!("INSERT INTO invoices", generated_invoices!(
 /// ANALYZE come after it, as in any bulk load, and are timed separately).
 pub async fn load(pool: &PgPool, data: Dataset, seed: u64) -> Result<Loaded, sqlx::Error> {
     sqlx::raw_sql(CREATE_TABLE).execute(pool).await?;
-    sqlx::query("INSERT INTO invoice_seed_plan (total_rows, tenants) VALUES ($1, $2)")
-        .bind(data.rows as i64)
-        .bind(data.tenants as i64)
-        .execute(pool)
-        .await?;
-    let insert =
-        labkit::seed::generate(pool, "invoices", data.rows, seed, SEED_INVOICES, |q| q).await?;
+    let insert = labkit::seed::generate(pool, "invoices", data.rows, seed, SEED_INVOICES, |q| {
+        data.bind(q)
+    })
+    .await?;
     // The primary key is built after the rows are in: one sorted build instead of two
     // million random inserts. It stays for every variant, as it would in production.
     let primary_key = labkit::seed::step(

@@ -21,6 +21,10 @@ SELECT count(*), sum(amount_cents)
 FROM invoices
 WHERE status = $1";
 
+/// Runs kept of each plan (after one unkept warm-up run); the plan reported is the one with
+/// the median execution time, so one burst of noise does not decide "the planner was right".
+pub const RUNS: u64 = 3;
+
 /// What the planner chose for each value, and what the index would have cost.
 #[derive(Debug, Clone)]
 pub struct StatusPlans {
@@ -28,6 +32,8 @@ pub struct StatusPlans {
     pub rare: Plan,
     /// The common value with `enable_seqscan = off`: the path the planner turned down.
     pub common_forced_index: Plan,
+    /// Runs each plan's time rests on ([`RUNS`]).
+    pub runs: u64,
 }
 
 impl StatusPlans {
@@ -77,18 +83,28 @@ pub async fn explain_total_forcing_index(
 }
 
 /// Build the status index, EXPLAIN the common and the rare value, then force the index for
-/// the common value. Each plan is run once before it is kept, so all three are measured warm.
+/// the common value. Each plan is warmed by one run, then kept as the median of [`RUNS`].
 pub async fn measure(pool: &PgPool) -> Result<StatusPlans, sqlx::Error> {
     create_index(pool).await?;
-    explain_total(pool, COMMON).await?;
-    let common = explain_total(pool, COMMON).await?;
-    explain_total(pool, RARE).await?;
-    let rare = explain_total(pool, RARE).await?;
-    explain_total_forcing_index(pool, COMMON).await?;
-    let common_forced_index = explain_total_forcing_index(pool, COMMON).await?;
     Ok(StatusPlans {
-        common,
-        rare,
-        common_forced_index,
+        common: median(|| explain_total(pool, COMMON)).await?,
+        rare: median(|| explain_total(pool, RARE)).await?,
+        common_forced_index: median(|| explain_total_forcing_index(pool, COMMON)).await?,
+        runs: RUNS,
     })
+}
+
+/// One warm-up run, then the median by execution time of [`RUNS`] runs.
+async fn median<F, Fut>(explain: F) -> Result<Plan, sqlx::Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Plan, sqlx::Error>>,
+{
+    explain().await?;
+    let mut plans = Vec::new();
+    for _ in 0..RUNS {
+        plans.push(explain().await?);
+    }
+    plans.sort_by(|a, b| a.execution_ms.total_cmp(&b.execution_ms));
+    Ok(plans.swap_remove(plans.len() / 2))
 }

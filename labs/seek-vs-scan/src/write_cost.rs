@@ -12,7 +12,7 @@
 use labkit::seed::SeedStats;
 use sqlx::PgPool;
 
-use crate::schema::generated_invoices;
+use crate::schema::{Dataset, generated_invoices};
 
 /// The index counts the lab measures.
 pub const INDEX_COUNTS: [usize; 4] = [0, 1, 3, 6];
@@ -51,25 +51,37 @@ pub async fn index_count(pool: &PgPool) -> Result<i64, sqlx::Error> {
         .await
 }
 
-/// Insert `rows` generated invoices into a fresh copy with `indexes` indexes, from one
-/// connection in statements of 10,000 rows. One writer, not one per core like the seed:
+/// Insert `rows` generated invoices (shaped like `data`'s: its tenants, its time slots) into a
+/// fresh copy with `indexes` indexes, from one connection in statements of 10,000 rows. One writer, not one per core like the seed:
 /// two writers extending the same index-less heap contend on its extension lock, which
 /// would charge "0 indexes" for something that is not index maintenance.
 pub async fn insert_rate(
     pool: &PgPool,
+    data: Dataset,
     indexes: usize,
     rows: u64,
     seed: u64,
 ) -> Result<SeedStats, sqlx::Error> {
     prepare_copy(pool, indexes).await?;
     let label = format!("{indexes} indexes");
-    labkit::seed::generate_with(pool, &label, rows, seed, INSERT_COPY, |q| q, 1, 10_000).await
+    labkit::seed::generate_with(
+        pool,
+        &label,
+        rows,
+        seed,
+        INSERT_COPY,
+        |q| data.bind(q),
+        1,
+        10_000,
+    )
+    .await
 }
 
 /// `rounds` interleaved rounds of [`insert_rate`] over [`INDEX_COUNTS`]; for each count, the
 /// median round's rows/s (the middle one of three; with an even count, the upper middle).
 pub async fn measure(
     pool: &PgPool,
+    data: Dataset,
     rows: u64,
     rounds: usize,
     seed: u64,
@@ -77,7 +89,7 @@ pub async fn measure(
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); INDEX_COUNTS.len()];
     for _ in 0..rounds.max(1) {
         for (i, n) in INDEX_COUNTS.into_iter().enumerate() {
-            rates[i].push(insert_rate(pool, n, rows, seed).await?.rows_per_s);
+            rates[i].push(insert_rate(pool, data, n, rows, seed).await?.rows_per_s);
         }
     }
     drop_copy(pool).await?;

@@ -5,13 +5,15 @@
 //! planner's choice for the *biggest* tenant is a close call at smoke scale (bitmap or
 //! plain index scan), the tests assert the index it used, not the node.
 
+use std::time::Duration;
+
 use lab_seek_vs_scan::query::explain_recent;
 use lab_seek_vs_scan::schema::{self, Dataset, Tenants};
 use lab_seek_vs_scan::variants::{self, Variant};
-use lab_seek_vs_scan::{SeekVsScan, status_index, write_cost};
-use labkit::Lab;
+use lab_seek_vs_scan::{FINDING_KEYS, SeekVsScan, status_index, write_cost};
 use labkit::explain::Plan;
 use labkit::testing::TestCtx;
+use labkit::{Lab, LoadKnobs, RunOptions, Scale};
 
 /// A scratch database with the smoke-scale `invoices` table loaded, and its two tenants.
 async fn loaded() -> (TestCtx, Tenants) {
@@ -192,8 +194,9 @@ async fn planner_ignores_the_status_index_for_paid_and_uses_it_for_disputed() {
 #[tokio::test]
 async fn write_cost_copies_carry_exactly_the_indexes_they_are_measured_with() {
     let (t, _) = loaded().await;
+    let data = Dataset::for_scale(t.ctx.scale);
     for n in write_cost::INDEX_COUNTS {
-        let stats = write_cost::insert_rate(&t.ctx.pg, n, 2_000, t.ctx.seed)
+        let stats = write_cost::insert_rate(&t.ctx.pg, data, n, 2_000, t.ctx.seed)
             .await
             .expect("insert");
         assert_eq!(stats.rows, 2_000);
@@ -212,7 +215,36 @@ async fn write_cost_copies_carry_exactly_the_indexes_they_are_measured_with() {
 }
 
 #[tokio::test]
-async fn the_whole_lab_reports_every_finding_key_the_issue_promises() {
+async fn the_seed_draws_the_scales_tenants_and_a_year_of_time_ordered_rows() {
+    let (t, _) = loaded().await;
+    let data = Dataset::for_scale(t.ctx.scale);
+    // Sizes reach the generator as binds: no helper table is left behind.
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(&t.ctx.pg)
+    .await
+    .unwrap();
+    assert_eq!(tables, ["invoices"]);
+    let (rows, max_tenant, first, last, in_order): (i64, i64, String, String, bool) =
+        sqlx::query_as(
+            "SELECT count(*), max(tenant_id), min(created_at)::date::text,              max(created_at)::date::text,              bool_and(created_at >= prev) FILTER (WHERE prev IS NOT NULL)              FROM (SELECT tenant_id, created_at, lag(created_at) OVER (ORDER BY id) AS prev                    FROM invoices) s",
+        )
+        .fetch_one(&t.ctx.pg)
+        .await
+        .unwrap();
+    assert_eq!(rows as u64, data.rows);
+    assert!(max_tenant as u64 <= data.tenants, "{max_tenant}");
+    assert_eq!(
+        (first.as_str(), last.as_str()),
+        ("2025-01-01", "2025-12-31")
+    );
+    assert!(in_order, "rows are stored in time order");
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn the_whole_lab_cleans_up_and_its_invariants_hold() {
     let t = labkit::testing::ctx("seek-vs-scan").await;
     let report = SeekVsScan.run(&t.ctx).await.expect("lab run");
     for key in [
@@ -251,5 +283,67 @@ async fn the_whole_lab_reports_every_finding_key_the_issue_promises() {
             .await
             .unwrap();
     assert_eq!(indexes, 1, "only invoices_pkey is left");
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn a_smoke_run_honours_the_load_knobs_and_reports_every_promised_key() {
+    let t = labkit::testing::ctx("seek-vs-scan").await;
+    let phase = Duration::from_millis(500);
+    let opts = RunOptions {
+        scale: Scale::Smoke,
+        load: LoadKnobs {
+            clients: Some(2),
+            duration: Some(phase),
+            rate: Some(100.0),
+            ..LoadKnobs::default()
+        },
+        ..RunOptions::default()
+    };
+    let report = labkit::run_lab(&SeekVsScan, &t.backends, opts)
+        .await
+        .expect("lab run")
+        .report;
+
+    // The contract: every promised key, finite; every latency with its sample count; and
+    // nothing reported that is not promised.
+    assert_eq!(SeekVsScan.finding_keys(), FINDING_KEYS);
+    for key in FINDING_KEYS {
+        let f = report
+            .finding_by_key(key)
+            .unwrap_or_else(|| panic!("missing {key}"));
+        assert!(f.value.is_finite(), "{key} = {}", f.value);
+        if f.unit == "ms" {
+            assert!(f.samples.is_some_and(|n| n > 0), "{key} has no samples");
+        }
+    }
+    for f in &report.findings {
+        assert!(
+            FINDING_KEYS.contains(&f.key.as_str()),
+            "unpromised {}",
+            f.key
+        );
+    }
+
+    // The knobs: one labelled phase per variant, each with 2 clients for the planned 0.5 s.
+    assert_eq!(report.load["clients"], 2);
+    assert_eq!(report.load["duration_s"], 0.5);
+    let names: Vec<&str> = report.phases.iter().map(|p| p.name.as_str()).collect();
+    let keys: Vec<&str> = Variant::ALL.iter().map(|v| v.key()).collect();
+    assert_eq!(names, keys);
+    for p in &report.phases {
+        assert_eq!(p.clients, 2, "{}", p.describe());
+        assert_eq!(p.planned_s, Some(phase.as_secs_f64()), "{}", p.describe());
+        assert!(p.samples > 0 && p.errors == 0, "{}", p.describe());
+    }
+    // --rate has no meaning for a closed loop: the user who set it is told why, not ignored.
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("--rate was ignored: each variant's latency")),
+        "{:?}",
+        report.notes
+    );
     t.finish().await;
 }

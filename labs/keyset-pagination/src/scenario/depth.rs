@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use labkit::explain::{self, Plan};
 use labkit::measure::sequential;
-use labkit::report::{Chart, Report, Table};
 use labkit::{LatencySummary, Scale};
 use sqlx::PgPool;
 
@@ -117,12 +116,6 @@ pub async fn run(pool: &PgPool, rows: i64, limit: i64, scale: Scale) -> anyhow::
     Ok(Depth { limit, points })
 }
 
-/// Milliseconds added per 1,000 pages of depth, from page 1 to the deepest page (p50).
-fn ms_per_1000_pages(first: &DepthPoint, last: &DepthPoint, pick: fn(&DepthPoint) -> f64) -> f64 {
-    let pages = (last.page - first.page).max(1) as f64;
-    (pick(last) - pick(first)) / pages * 1000.0
-}
-
 impl Depth {
     pub fn first(&self) -> &DepthPoint {
         &self.points[0]
@@ -130,116 +123,5 @@ impl Depth {
 
     pub fn deepest(&self) -> &DepthPoint {
         self.points.last().expect("at least one depth")
-    }
-
-    pub fn report(&self, r: &mut Report) {
-        let (first, deep) = (self.first(), self.deepest());
-        r.finding(
-            "deepest_page",
-            "Deepest page (50 rows a page)",
-            deep.page as f64,
-            "count",
-        )
-        .finding(
-            "offset_p95_ms_page_1",
-            "OFFSET page 1, p95",
-            first.offset.p95_ms,
-            "ms",
-        )
-        .finding(
-            "keyset_p95_ms_page_1",
-            "Keyset page 1, p95",
-            first.keyset.p95_ms,
-            "ms",
-        )
-        .finding(
-            "offset_p95_ms_deepest",
-            "OFFSET deepest page, p95",
-            deep.offset.p95_ms,
-            "ms",
-        )
-        .finding(
-            "keyset_p95_ms_deepest",
-            "Keyset deepest page, p95",
-            deep.keyset.p95_ms,
-            "ms",
-        )
-        .finding(
-            "offset_buffers_deepest",
-            "OFFSET deepest page, shared buffers read",
-            deep.offset_plan.buffers() as f64,
-            "buffers",
-        )
-        .finding(
-            "keyset_buffers_deepest",
-            "Keyset deepest page, shared buffers read",
-            deep.keyset_plan.buffers() as f64,
-            "buffers",
-        )
-        .finding(
-            "offset_ms_per_1000_pages",
-            "OFFSET slope: p50 ms added per 1,000 pages of depth",
-            ms_per_1000_pages(first, deep, |p| p.offset.p50_ms),
-            "ms",
-        )
-        .finding(
-            "keyset_ms_per_1000_pages",
-            "Keyset slope: p50 ms added per 1,000 pages of depth",
-            ms_per_1000_pages(first, deep, |p| p.keyset.p50_ms),
-            "ms",
-        )
-        .finding(
-            "deepest_offset_over_keyset_p95_x",
-            "Deepest page: OFFSET p95 / keyset p95",
-            deep.offset.p95_ms / deep.keyset.p95_ms.max(0.001),
-            "x",
-        );
-
-        let mut t = Table::new(
-            "Page depth: p50 / p95 of sequential fetches (runs: OFFSET / keyset), plans from EXPLAIN (ANALYZE, BUFFERS)",
-            &[
-                "page",
-                "rows skipped",
-                "runs",
-                "OFFSET p50 / p95 ms",
-                "OFFSET buffers",
-                "OFFSET plan",
-                "keyset p50 / p95 ms",
-                "keyset buffers",
-                "keyset plan",
-            ],
-        );
-        for p in &self.points {
-            t.row([
-                p.page.to_string(),
-                ((p.page - 1) * self.limit).to_string(),
-                format!("{} / {}", p.offset.count, p.keyset.count),
-                format!("{:.2} / {:.2}", p.offset.p50_ms, p.offset.p95_ms),
-                p.offset_plan.buffers().to_string(),
-                p.offset_plan.describe_access(),
-                format!("{:.2} / {:.2}", p.keyset.p50_ms, p.keyset.p95_ms),
-                p.keyset_plan.buffers().to_string(),
-                p.keyset_plan.describe_access(),
-            ]);
-        }
-        r.table(t);
-        let series = |pick: fn(&DepthPoint) -> f64| {
-            self.points
-                .iter()
-                .map(|p| (p.page as f64, pick(p)))
-                .collect::<Vec<_>>()
-        };
-        r.chart(
-            Chart::new(
-                "latency-vs-page",
-                "Page fetch p50 vs page depth (log-log)",
-                "page number (50 rows a page)",
-                "p50 latency, ms",
-            )
-            .log_x()
-            .log_y()
-            .series("OFFSET", series(|p| p.offset.p50_ms))
-            .series("keyset", series(|p| p.keyset.p50_ms)),
-        );
     }
 }

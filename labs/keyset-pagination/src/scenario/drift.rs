@@ -16,7 +16,6 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use labkit::report::{Report, Table};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -174,13 +173,14 @@ pub async fn scripted(pool: &PgPool, pages: i64, limit: i64) -> anyhow::Result<D
     })
 }
 
-/// Both walkers run flat out while a writer inserts one order at the head every
-/// `insert_every` and, every `delete_every`, deletes `delete_batch` random rows of the range
-/// (a clean-up job). Deletes hit rows behind and ahead of the walkers alike.
+/// Both walkers run flat out while a writer inserts one order (for one of `tenants`) at the
+/// head every `insert_every` and, every `delete_every`, deletes `delete_batch` random rows of
+/// the range (a clean-up job). Deletes hit rows behind and ahead of the walkers alike.
 pub async fn concurrent(
     pool: &PgPool,
     pages: i64,
     limit: i64,
+    tenants: i32,
     seed: u64,
 ) -> anyhow::Result<(DriftRun, WriterPlan)> {
     let plan = WriterPlan::default();
@@ -191,13 +191,7 @@ pub async fn concurrent(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let started = Instant::now();
-    let writer = tokio::spawn(write_until_stopped(
-        pool.clone(),
-        plan,
-        deletable,
-        seed,
-        stop_rx,
-    ));
+    let writer = write_until_stopped(pool.clone(), plan, deletable, tenants, seed, stop_rx);
     let walk = |method| {
         let pool = pool.clone();
         async move {
@@ -206,9 +200,14 @@ pub async fn concurrent(
             Ok::<_, sqlx::Error>(w)
         }
     };
-    let walked = tokio::try_join!(walk(Method::Offset), walk(Method::Keyset));
-    let _ = stop_tx.send(true);
-    let written = writer.await?;
+    let walkers = async {
+        let walked = tokio::try_join!(walk(Method::Offset), walk(Method::Keyset));
+        let _ = stop_tx.send(true);
+        walked
+    };
+    // Walkers and writer run concurrently in this task, not in a spawned one: a cancelled run
+    // (Ctrl-C) leaves no writer behind. The writer stops when both walks are done.
+    let (walked, written) = tokio::join!(walkers, writer);
     let elapsed = started.elapsed();
     let (off, key) = walked?;
     let (inserted, deleted_ids) = written?;
@@ -253,6 +252,7 @@ async fn write_until_stopped(
     pool: PgPool,
     plan: WriterPlan,
     deletable: Vec<i64>,
+    tenants: i32,
     seed: u64,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(usize, Vec<i64>), sqlx::Error> {
@@ -267,7 +267,7 @@ async fn write_until_stopped(
         tokio::select! {
             _ = stop.changed() => break,
             _ = inserts.tick() => {
-                schema::insert_at_head(&pool, rng.random_range(1..=5000)).await?;
+                schema::insert_at_head(&pool, rng.random_range(1..=tenants)).await?;
                 inserted += 1;
             }
             _ = deletes.tick() => {
@@ -279,110 +279,4 @@ async fn write_until_stopped(
         }
     }
     Ok((inserted, deleted))
-}
-
-impl DriftRun {
-    fn rows(&self, t: &mut Table, version: &str) {
-        for (name, tally) in [("OFFSET", &self.offset), ("keyset", &self.keyset)] {
-            t.row([
-                version.to_string(),
-                name.to_string(),
-                tally.pages.to_string(),
-                format!("{} / {}", self.inserted, self.deleted),
-                tally.duplicates.to_string(),
-                tally.misses.to_string(),
-            ]);
-        }
-    }
-}
-
-pub fn report(r: &mut Report, scripted: &DriftRun, concurrent: &DriftRun, plan: &WriterPlan) {
-    let c = concurrent;
-    r.finding(
-        "offset_duplicates_under_writes",
-        "Concurrent writes: rows OFFSET served twice",
-        c.offset.duplicates as f64,
-        "count",
-    )
-    .finding(
-        "offset_misses_under_writes",
-        "Concurrent writes: rows OFFSET never served",
-        c.offset.misses as f64,
-        "count",
-    )
-    .finding(
-        "keyset_duplicates_under_writes",
-        "Concurrent writes: rows keyset served twice",
-        c.keyset.duplicates as f64,
-        "count",
-    )
-    .finding(
-        "keyset_misses_under_writes",
-        "Concurrent writes: rows keyset never served",
-        c.keyset.misses as f64,
-        "count",
-    )
-    .finding(
-        "drift_pages_walked",
-        "Concurrent writes: pages in the walked range",
-        c.pages as f64,
-        "count",
-    )
-    .finding(
-        "drift_rows_inserted",
-        "Concurrent writes: orders inserted at the head during the walk",
-        c.inserted as f64,
-        "count",
-    )
-    .finding(
-        "drift_rows_deleted",
-        "Concurrent writes: orders deleted during the walk",
-        c.deleted as f64,
-        "count",
-    )
-    .finding(
-        "scripted_offset_duplicates",
-        "Scripted interleaving: rows OFFSET served twice",
-        scripted.offset.duplicates as f64,
-        "count",
-    )
-    .finding(
-        "scripted_offset_misses",
-        "Scripted interleaving: rows OFFSET never served",
-        scripted.offset.misses as f64,
-        "count",
-    )
-    .finding(
-        "scripted_keyset_anomalies",
-        "Scripted interleaving: keyset duplicates + misses",
-        (scripted.keyset.duplicates + scripted.keyset.misses) as f64,
-        "count",
-    );
-    let mut t = Table::new(
-        format!(
-            "Drift: walking the first {} pages ({} rows) while orders arrive; counted against the rows that existed the whole time",
-            c.pages,
-            c.pages * c.limit
-        ),
-        &[
-            "writes",
-            "method",
-            "pages fetched",
-            "inserted / deleted",
-            "duplicates",
-            "misses",
-        ],
-    );
-    scripted.rows(&mut t, "scripted: +3 / -2 between pages");
-    c.rows(
-        &mut t,
-        &format!(
-            "concurrent: 1 insert every {} ms, {} deletes every {} ms, {:.0} ms",
-            plan.insert_every.as_millis(),
-            plan.delete_batch,
-            plan.delete_every.as_millis(),
-            c.elapsed.as_secs_f64() * 1000.0
-        ),
-    );
-    r.table(t);
 }

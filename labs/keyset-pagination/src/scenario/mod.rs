@@ -1,6 +1,7 @@
 //! The measurements behind the report, one file per question. Each returns a struct of
-//! measured values and knows how to add itself to the report.
+//! measured values; [`crate::report`] turns them into findings and tables.
 
+pub mod api_load;
 pub mod counting;
 pub mod depth;
 pub mod drift;

@@ -8,7 +8,6 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use labkit::report::{Report, Table};
 use sqlx::PgPool;
 
 use crate::filter::Filter;
@@ -132,59 +131,4 @@ pub async fn run(pool: &PgPool, pages: i64, limit: i64) -> anyhow::Result<Ties> 
         naive,
         tiebroken,
     })
-}
-
-impl Ties {
-    pub fn report(&self, r: &mut Report) {
-        r.finding(
-            "naive_keyset_rows_lost_on_ties",
-            "Naive created_at-only cursor: rows never served",
-            self.naive.lost as f64,
-            "count",
-        )
-        .finding(
-            "tiebroken_keyset_rows_lost_on_ties",
-            "(created_at, id) cursor: rows never served",
-            self.tiebroken.lost as f64,
-            "count",
-        )
-        .finding(
-            "ties_rows_walked",
-            "Ties: rows in the walked range",
-            self.expected as f64,
-            "count",
-        )
-        .finding(
-            "ties_rows_sharing_created_at_pct",
-            "Ties: rows whose created_at another row shares",
-            self.tied_pct,
-            "%",
-        );
-        let mut t = Table::new(
-            format!(
-                "Ties: walking {} rows from the top (largest group sharing one created_at: {} rows)",
-                self.expected, self.largest_group
-            ),
-            &[
-                "cursor",
-                "pages",
-                "pages ending inside a tie group",
-                "rows never served",
-                "duplicates",
-            ],
-        );
-        for (name, o) in [
-            ("created_at only (naive)", &self.naive),
-            ("(created_at, id)", &self.tiebroken),
-        ] {
-            t.row([
-                name.to_string(),
-                o.pages.to_string(),
-                o.pages_ending_in_a_tie.to_string(),
-                o.lost.to_string(),
-                o.duplicates.to_string(),
-            ]);
-        }
-        r.table(t);
-    }
 }

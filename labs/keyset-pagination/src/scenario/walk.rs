@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use labkit::report::{Report, Table};
 use labkit::{LatencySummary, Recorder};
 use sqlx::PgPool;
 
@@ -73,77 +72,4 @@ pub async fn run(pool: &PgPool, pages: i64, limit: i64, table_rows: i64) -> anyh
         keyset_pages,
         whole_table,
     })
-}
-
-impl Walk {
-    pub fn report(&self, r: &mut Report, table_rows: i64) {
-        let offset_ms = self.offset_total.as_secs_f64() * 1000.0;
-        let keyset_ms = self.keyset_total.as_secs_f64() * 1000.0;
-        r.finding(
-            "walk_pages",
-            "Walk: pages read from the top (each method)",
-            self.pages as f64,
-            "count",
-        )
-        .finding(
-            "walk_offset_total_ms",
-            "Walk: OFFSET total time",
-            offset_ms,
-            "ms",
-        )
-        .finding(
-            "walk_keyset_total_ms",
-            "Walk: keyset total time",
-            keyset_ms,
-            "ms",
-        )
-        .finding(
-            "walk_offset_over_keyset_x",
-            "Walk: OFFSET time / keyset time",
-            offset_ms / keyset_ms.max(0.001),
-            "x",
-        );
-        let what = if self.whole_table {
-            format!("the whole table ({} rows)", self.rows)
-        } else {
-            format!(
-                "the first {} pages = {} of {} rows ({:.1} %)",
-                self.pages,
-                self.rows,
-                table_rows,
-                100.0 * self.rows as f64 / table_rows as f64
-            )
-        };
-        let mut t = Table::new(
-            format!(
-                "Walk of {what}, {} rows a page, one client, no writes",
-                self.limit
-            ),
-            &[
-                "method",
-                "total ms",
-                "page p50 ms",
-                "page p95 ms",
-                "slowest page ms",
-            ],
-        );
-        for (name, total, s) in [
-            ("OFFSET", offset_ms, &self.offset_pages),
-            ("keyset", keyset_ms, &self.keyset_pages),
-        ] {
-            t.row([
-                name.to_string(),
-                format!("{total:.0}"),
-                format!("{:.2}", s.p50_ms),
-                format!("{:.2}", s.p95_ms),
-                format!("{:.2}", s.max_ms),
-            ]);
-        }
-        r.table(t);
-        if !self.whole_table {
-            r.note(format!(
-                "The walk covers {what}: a full OFFSET walk grows with the square of the page count and would not fit the run. Each page's depth cost is in the depth table."
-            ));
-        }
-    }
 }

@@ -3,7 +3,7 @@
 
 use lab_keyset_pagination::api::{self, AppState};
 use lab_keyset_pagination::cursor::CursorCodec;
-use lab_keyset_pagination::{schema, table_rows};
+use lab_keyset_pagination::schema::{self, Dataset};
 use labkit::Scale;
 use labkit::http::TestServer;
 use labkit::testing::TestCtx;
@@ -12,7 +12,7 @@ use serde_json::Value;
 /// A scratch database with the smoke-scale table (50,000 orders, seed 42).
 pub async fn seeded() -> TestCtx {
     let t = labkit::testing::ctx("keyset-pagination").await;
-    schema::seed(&t.ctx.pg, table_rows(Scale::Smoke), t.ctx.seed)
+    schema::seed(&t.ctx.pg, Dataset::for_scale(Scale::Smoke), t.ctx.seed)
         .await
         .expect("seed orders");
     t
