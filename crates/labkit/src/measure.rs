@@ -417,11 +417,16 @@ fn keep_first(slot: &Mutex<Option<String>>, e: &dyn std::fmt::Display) {
     }
 }
 
+/// When an open loop stops early: called by the dispatcher before each request with the
+/// time since the start; `true` ends the schedule.
+pub type StopWhen = Arc<dyn Fn(Duration) -> bool + Send + Sync>;
+
 /// Open-loop driver settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OpenLoop {
     /// Requests per second, spread evenly.
     pub rate_per_s: f64,
+    /// How long the schedule runs (with [`OpenLoop::until`]: at most this long).
     pub duration: Duration,
     /// Safety valve: at most this many requests in flight. Requests beyond it wait for a
     /// slot, and that wait *is* counted in their latency (it starts at the intended time).
@@ -429,6 +434,20 @@ pub struct OpenLoop {
     pub timeline: bool,
     /// Name of the phase: shown on stderr while it runs and recorded in the report.
     pub label: Option<String>,
+    /// Stop the schedule early (see [`OpenLoop::until`]).
+    pub stop_when: Option<StopWhen>,
+}
+
+impl std::fmt::Debug for OpenLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenLoop")
+            .field("rate_per_s", &self.rate_per_s)
+            .field("duration", &self.duration)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("label", &self.label)
+            .field("until", &self.stop_when.is_some())
+            .finish()
+    }
 }
 
 impl OpenLoop {
@@ -439,7 +458,16 @@ impl OpenLoop {
             max_in_flight: 10_000,
             timeline: false,
             label: None,
+            stop_when: None,
         }
+    }
+
+    /// Keep the arrival rate up until `stop(elapsed)` says so (checked before every
+    /// request), with `duration` as the ceiling: traffic "for as long as the migration takes,
+    /// plus a tail", recorded as one phase. Requests in flight when it stops still finish.
+    pub fn until(mut self, stop: impl Fn(Duration) -> bool + Send + Sync + 'static) -> Self {
+        self.stop_when = Some(Arc::new(stop));
+        self
     }
 
     pub fn with_timeline(mut self) -> Self {
@@ -477,7 +505,9 @@ where
     let interval = Duration::from_secs_f64(1.0 / cfg.rate_per_s.max(1e-9));
     let total = (cfg.duration.as_secs_f64() * cfg.rate_per_s).floor() as u64;
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let bar = PhaseBar::start(cfg.label.as_deref(), Some(cfg.duration));
+    let open_ended = cfg.stop_when.is_some();
+    let bar = PhaseBar::start(cfg.label.as_deref(), (!open_ended).then_some(cfg.duration));
+    let stop_when = cfg.stop_when.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Sample<T>>();
     let handle = tokio::runtime::Handle::current();
     let start = Instant::now();
@@ -494,6 +524,12 @@ where
                         break;
                     }
                     let intended = start + interval.mul_f64(seq as f64);
+                    if stop_when
+                        .as_ref()
+                        .is_some_and(|stop| stop(intended - start))
+                    {
+                        break;
+                    }
                     sleep_until_precise(intended);
                     // If we are behind schedule the request is late, and its latency says so.
                     late.record(Instant::now().saturating_duration_since(intended));
@@ -538,8 +574,10 @@ where
     bar.finish();
     timeline.sort_by_key(|s| s.at);
     let late = late.summary(sending);
+    // With `until`, the schedule called for as many requests as were due before it stopped.
+    let intended = if open_ended { late.count } else { total };
     let schedule = Schedule {
-        intended: total,
+        intended,
         sent: late.count,
         target_rate_per_s: cfg.rate_per_s,
         // n requests are sent over n-1 intervals.
@@ -558,7 +596,7 @@ where
         driver: "open".into(),
         clients: cfg.max_in_flight,
         rate_per_s: Some(cfg.rate_per_s),
-        planned_s: Some(cfg.duration.as_secs_f64()),
+        planned_s: (!open_ended).then_some(cfg.duration.as_secs_f64()),
         elapsed_s: elapsed.as_secs_f64(),
         samples: summary.count,
         errors: summary.errors,
@@ -733,6 +771,15 @@ mod tests {
             "{:?}",
             r.summary
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_loop_until_stops_the_schedule_early() {
+        let cfg = OpenLoop::new(1000.0, Duration::from_secs(3600))
+            .until(|elapsed| elapsed >= Duration::from_millis(200));
+        let r = open_loop(cfg, |_| async { Ok::<_, String>(()) }).await;
+        assert_eq!(r.summary.count, 200, "{:?}", r.summary);
+        assert_eq!(r.schedule.unwrap().intended, 200);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,8 +15,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use labkit::measure::{Call, LoadResult};
 use labkit::{LabCtx, LatencySummary, OpenLoop, Recorder};
 use sqlx::PgPool;
@@ -156,11 +154,10 @@ impl App {
     }
 
     /// Requests at `rate` per second from now (on `clock`), each from its intended start:
-    /// for at least `at_least`, then on in [`SEGMENT`]s for as long as `until` says the
-    /// migration is still running or finished less than [`TAIL`] ago — so the app is
-    /// watched for the whole migration however long it takes on this machine (at most
-    /// [`MAX_TRAFFIC`]). Each segment is one labkit open loop, started at the previous one's
-    /// planned end while its stragglers are still in flight, so arrivals never pause.
+    /// for at least `at_least`, then on for as long as `until` says the migration is still
+    /// running or finished less than [`TAIL`] ago — so the app is watched for the whole
+    /// migration however long it takes on this machine (at most [`MAX_TRAFFIC`]). One labkit
+    /// open loop, stopped by `OpenLoop::until`: one phase in the report, arrivals never pause.
     pub async fn traffic(
         &self,
         label: &str,
@@ -170,69 +167,40 @@ impl App {
         until: Option<watch::Receiver<Option<Duration>>>,
     ) -> Traffic {
         let offset = clock.now();
-        let start = tokio::time::Instant::now();
-        let mut running = FuturesUnordered::new();
-        let mut done = Vec::new();
-        let mut planned = Duration::ZERO;
-        let mut len = at_least;
-        loop {
-            let name = if planned.is_zero() {
-                label.to_string()
-            } else {
-                format!("{label} (continued)")
-            };
-            running.push(self.segment(name, rate, len, offset + planned));
-            planned += len;
-            let boundary = start + planned;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(boundary) => break,
-                    Some(seg) = running.next() => done.push(seg),
-                }
+        let mut cfg = OpenLoop::new(rate, at_least)
+            .label(label.to_string())
+            .with_timeline();
+        if let Some(rx) = until {
+            let clock = clock.clone();
+            cfg = OpenLoop {
+                duration: MAX_TRAFFIC,
+                ..cfg
             }
-            // Still migrating: another segment. Finished less than TAIL ago: just the rest
-            // of the tail. Otherwise (or with no migration to wait for): stop.
-            let more = until.as_ref().and_then(|rx| match *rx.borrow() {
-                None => Some(SEGMENT),
-                Some(finished) => (finished + TAIL)
-                    .checked_sub(clock.now())
-                    .map(|left| left.clamp(Duration::from_millis(100), SEGMENT)),
+            .until(move |elapsed| {
+                elapsed >= at_least
+                    && rx
+                        .borrow()
+                        .is_some_and(|finished| clock.now() >= finished + TAIL)
             });
-            match more {
-                Some(next) if planned < MAX_TRAFFIC => len = next,
-                _ => break,
-            }
         }
-        while let Some(seg) = running.next().await {
-            done.push(seg);
-        }
-        done.sort_by_key(|s: &Segment| s.offset);
-        Traffic::new(done, rate, offset, offset + planned)
-    }
-
-    async fn segment(&self, label: String, rate: f64, len: Duration, offset: Duration) -> Segment {
         let app = self.clone();
-        let result = labkit::open_loop(
-            OpenLoop::new(rate, len)
-                .label(label.clone())
-                .with_timeline(),
-            move |c: Call| {
-                let app = app.clone();
-                async move { app.request(c.seq).await }
-            },
-        )
+        let result = labkit::open_loop(cfg, move |c: Call| {
+            let app = app.clone();
+            async move { app.request(c.seq).await }
+        })
         .await;
-        Segment {
-            label,
+        let sent = result.schedule.map_or(0, |s| s.intended);
+        let end = offset + Duration::from_secs_f64(sent as f64 / rate);
+        let segment = Segment {
+            label: label.to_string(),
             result,
             offset,
-        }
+        };
+        Traffic::new(vec![segment], rate, offset, end)
     }
 }
 
-/// Traffic continues in segments this long while a migration runs.
-pub const SEGMENT: Duration = Duration::from_millis(500);
-/// … until this long after it finished (the recovery is part of what users saw).
+/// Traffic continues until this long after the migration finished (the recovery is part of what users saw).
 pub const TAIL: Duration = Duration::from_millis(500);
 /// … but no longer than this in all.
 pub const MAX_TRAFFIC: Duration = Duration::from_secs(300);

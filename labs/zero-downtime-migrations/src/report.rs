@@ -1151,10 +1151,9 @@ fn notes(report: &mut Report, r: &Results, base: &LatencySummary) {
     }
     if !extended.is_empty() {
         report.note(format!(
-            "Traffic runs for the planned time and on, in segments of up to 0.5 s, until 0.5 s \
-             after the migration finished, so every phase shows the whole migration however long \
-             it takes here (labkit records each segment as a phase, \"(continued)\"). Phases \
-             whose migration outlasted the planned time: {}.",
+            "Traffic runs for the planned time and on, until 0.5 s after the migration finished \
+             (labkit's open loop with `until`), so every phase shows the whole migration however \
+             long it takes here. Phases whose migration outlasted the planned time: {}.",
             extended.join("; ")
         ));
     }
