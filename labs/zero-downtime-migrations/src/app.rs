@@ -171,7 +171,7 @@ impl App {
             .label(label.to_string())
             .with_timeline();
         if let Some(rx) = until {
-            let clock = clock.clone();
+            let clock = *clock;
             cfg = OpenLoop {
                 duration: MAX_TRAFFIC,
                 ..cfg
