@@ -103,3 +103,85 @@ pub fn require<T, E: std::fmt::Display>(
         }
     }
 }
+
+/// Run `lab` at smoke scale on `t`'s backend, the way the CLI would, and check the contract
+/// every lab keeps with its users' scripts: every key it promises (`Lab::finding_keys`) is in
+/// the report with a finite value, and every latency (unit "ms") says how many samples it
+/// rests on. Returns the report for the lab's own assertions (its invariants).
+pub async fn smoke_run_keeps_its_contract(lab: &dyn crate::Lab, t: &TestCtx) -> crate::Report {
+    smoke_run_with(lab, t, crate::LoadKnobs::default()).await
+}
+
+/// [`smoke_run_keeps_its_contract`] with load knobs set (as `--clients` etc. would).
+pub async fn smoke_run_with(
+    lab: &dyn crate::Lab,
+    t: &TestCtx,
+    load: crate::LoadKnobs,
+) -> crate::Report {
+    let outcome = crate::run_lab(
+        lab,
+        &t.backends,
+        RunOptions {
+            scale: Scale::Smoke,
+            load,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{} at smoke scale failed: {e:#}", lab.id()));
+    let report = outcome.report;
+    assert!(
+        !lab.finding_keys().is_empty(),
+        "{} promises no finding keys (FINDING_KEYS)",
+        lab.id()
+    );
+    for key in lab.finding_keys() {
+        let f = report
+            .finding_by_key(key)
+            .unwrap_or_else(|| panic!("{}: promised finding `{key}` is missing", lab.id()));
+        assert!(f.value.is_finite(), "{}: `{key}` = {}", lab.id(), f.value);
+    }
+    for f in &report.findings {
+        if f.unit == "ms" {
+            assert!(
+                f.samples.is_some_and(|n| n > 0),
+                "{}: latency `{}` does not say how many samples it rests on",
+                lab.id(),
+                f.key
+            );
+        }
+    }
+    report
+}
+
+/// The labkit server directories (`/tmp/labkit-*`) this process started: their `owner.pid`
+/// is this process. With [`processes_in`], a test proves an interrupted run left nothing.
+pub fn my_server_dirs() -> std::collections::BTreeSet<std::path::PathBuf> {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return Default::default();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("labkit-"))
+                && std::fs::read_to_string(p.join("owner.pid")).is_ok_and(|o| o.trim() == me)
+        })
+        .collect()
+}
+
+/// Processes whose command line names one of `dirs` (`postgres -D <dir>/data`,
+/// `redis-server --dir <dir>`): the servers still running out of them.
+pub fn processes_in(dirs: &std::collections::BTreeSet<std::path::PathBuf>) -> Vec<String> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|cmd| dirs.iter().any(|d| cmd.contains(&*d.to_string_lossy())))
+        .collect()
+}
