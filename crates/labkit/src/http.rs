@@ -21,7 +21,17 @@ pub async fn serve(
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(JsonErrorListener(listener), router.into_make_service())
+    // Each connection's router carries the peer address as `ConnectInfo<SocketAddr>` (what
+    // `into_make_service_with_connect_info` does for axum's own listener): labs key
+    // per-client state by it, e.g. rate-limiter's anonymous clients.
+    let per_connection = tower::service_fn(
+        move |conn: axum::serve::IncomingStream<'_, JsonErrorListener>| {
+            let peer = axum::extract::ConnectInfo(*conn.remote_addr());
+            let app = tower::Layer::layer(&axum::Extension(peer), router.clone());
+            std::future::ready(Ok::<_, std::convert::Infallible>(app))
+        },
+    );
+    axum::serve(JsonErrorListener(listener), per_connection)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -6,7 +6,6 @@
 use lab_full_text_search::finds::{self, Matcher};
 use lab_full_text_search::search::{self, Approach};
 use lab_full_text_search::{FullTextSearch, Shape, expression_rule, migration, orders, trigram};
-use labkit::Lab;
 use labkit::testing::TestCtx;
 
 /// A scratch database with pg_trgm and the smoke-scale orders.
@@ -250,30 +249,9 @@ async fn the_migration_under_writers_leaves_every_row_filled_and_the_index_valid
 }
 
 #[tokio::test]
-async fn a_smoke_run_reports_every_finding_key_and_latencies_carry_samples() {
+async fn a_smoke_run_keeps_its_contract_and_the_exact_numbers_hold() {
     let t = labkit::testing::ctx("full-text-search").await;
-    let out = labkit::run_lab(
-        &FullTextSearch,
-        &t.backends,
-        labkit::RunOptions {
-            scale: labkit::Scale::Smoke,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("smoke run");
-    let report = out.report;
-    for key in FullTextSearch.finding_keys() {
-        let value = report.get(key);
-        assert!(value.is_some_and(f64::is_finite), "`{key}` = {value:?}");
-    }
-    for f in report.findings.iter().filter(|f| f.unit == "ms") {
-        assert!(
-            f.samples.is_some_and(|n| n > 0),
-            "`{}` has no samples",
-            f.key
-        );
-    }
+    let report = labkit::testing::smoke_run_keeps_its_contract(&FullTextSearch, &t).await;
     assert_eq!(report.get("short_pattern_trgm_uses_index"), Some(0.0));
     assert_eq!(report.get("one_arg_tsvector_index_used"), Some(0.0));
     assert_eq!(report.get("migration_unfilled_rows"), Some(0.0));

@@ -326,8 +326,16 @@ fn lost_update(level: Level) -> Scenario {
     s.step(T2, level.begin());
     s.step(T1, "select * from test where id = 1");
     s.step(T2, "select * from test where id = 1");
-    s.step(T1, "update test set value = 11 where id = 1 returning *");
-    s.step(T2, "update test set value = 11 where id = 1 returning *"); // waits for T1
+    s.named(
+        "t1 update",
+        T1,
+        "update test set value = 11 where id = 1 returning *",
+    );
+    s.named(
+        "t2 update",
+        T2,
+        "update test set value = 11 where id = 1 returning *",
+    ); // waits for T1
     let c1 = s.step(T1, "commit");
     let c2 = s.step(T2, "commit");
     let fin = s.step(T3, "select * from test where id = 1");

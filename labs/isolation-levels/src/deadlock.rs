@@ -29,17 +29,19 @@ pub fn opposite_order() -> Script {
         T2,
         "update test set value = value - 5 where id = 2 returning *",
     ); // T2 locks 2
-    s.step(
+    s.named(
+        "t1 credit",
         T1,
         "update test set value = value + 5 where id = 2 returning *",
     ); // waits for T2
-    s.step(
+    s.named(
+        "t2 credit",
         T2,
         "update test set value = value + 5 where id = 1 returning *",
     ); // cycle: 40P01
     s.step(T1, "commit");
     s.step(T2, "commit");
-    s.step(T3, "select * from test order by id");
+    s.named("final", T3, "select * from test order by id");
     s
 }
 
@@ -49,7 +51,11 @@ pub fn lower_id_first() -> Script {
     s.step(T1, "begin isolation level read committed");
     s.step(T2, "begin isolation level read committed");
     s.step(T1, "select * from test where id = 1 for update"); // T1 (1 → 2) locks 1
-    s.step(T2, "select * from test where id = 1 for update"); // T2 (2 → 1) also wants 1: waits
+    s.named(
+        "t2 locks row 1",
+        T2,
+        "select * from test where id = 1 for update",
+    ); // T2 (2 → 1) also wants 1: waits
     s.step(T1, "select * from test where id = 2 for update");
     s.step(
         T1,
@@ -70,7 +76,7 @@ pub fn lower_id_first() -> Script {
         "update test set value = value + 5 where id = 1 returning *",
     );
     s.step(T2, "commit");
-    s.step(T3, "select * from test order by id");
+    s.named("final", T3, "select * from test order by id");
     s
 }
 

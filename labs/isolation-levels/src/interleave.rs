@@ -48,7 +48,7 @@ impl fmt::Display for Tx {
 }
 
 /// A step's position in its script, returned by [`Script::step`] so verdicts can name the
-/// steps they look at.
+/// steps they look at (tests find named steps with [`Transcript::step`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StepId(pub usize);
 
@@ -57,6 +57,8 @@ pub struct StepId(pub usize);
 pub struct Step {
     pub tx: Tx,
     pub sql: &'static str,
+    /// A name tests and tables can refer to (`"t2 update"`), for the steps that matter.
+    pub name: Option<&'static str>,
 }
 
 /// Steps in the order they are sent.
@@ -73,8 +75,27 @@ impl Script {
     /// Append `tx: sql`. Outside `begin` ... `commit` a step runs in autocommit, which is how
     /// scripts read the final state.
     pub fn step(&mut self, tx: Tx, sql: &'static str) -> StepId {
-        self.steps.push(Step { tx, sql });
+        self.steps.push(Step {
+            tx,
+            sql,
+            name: None,
+        });
         StepId(self.steps.len() - 1)
+    }
+
+    /// [`step`](Self::step), with a name the transcript keeps (`"t2 update"`).
+    pub fn named(&mut self, name: &'static str, tx: Tx, sql: &'static str) -> StepId {
+        let id = self.step(tx, sql);
+        self.steps[id.0].name = Some(name);
+        id
+    }
+
+    /// The step called `name`, if there is one.
+    pub fn id(&self, name: &str) -> Option<StepId> {
+        self.steps
+            .iter()
+            .position(|s| s.name == Some(name))
+            .map(StepId)
     }
 
     pub fn steps(&self) -> &[Step] {
@@ -122,6 +143,8 @@ pub enum Outcome {
 pub struct Record {
     pub tx: Tx,
     pub sql: &'static str,
+    /// The step's name in the script, if it has one.
+    pub name: Option<&'static str>,
     pub outcome: Outcome,
     /// Transactions this step waited for on a lock (empty if it never waited).
     pub waited_for: Vec<Tx>,
@@ -145,6 +168,14 @@ pub struct Transcript {
 impl Transcript {
     pub fn record(&self, id: StepId) -> &Record {
         &self.records[id.0]
+    }
+
+    /// The step the script named `name` (see [`Script::named`]).
+    pub fn step(&self, name: &str) -> Option<StepId> {
+        self.records
+            .iter()
+            .position(|r| r.name == Some(name))
+            .map(StepId)
     }
 
     /// The rows a step returned, or `None` if it failed or was skipped.
@@ -582,6 +613,7 @@ fn record(step: &Step, outcome: Outcome) -> Record {
     Record {
         tx: step.tx,
         sql: step.sql,
+        name: step.name,
         outcome,
         waited_for: Vec::new(),
         finished_after: None,

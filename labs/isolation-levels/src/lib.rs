@@ -27,37 +27,24 @@
 //! | [`anomalies`] | the isolation levels, the eleven Hermitage scenarios and their judges |
 //! | [`deadlock`] | two opposite transfers as scripts: opposite lock order (40P01) vs lower id first |
 //! | [`transfers`] | the transfer workload, its modes, the retry loop and the ledger audit |
+//! | [`report`] | findings, the matrix and transcript tables, notes, the sentence; [`FINDING_KEYS`] |
 //!
-//! Finding keys (JSON contract):
+//! The run below reads as story → steps; the finding keys (the JSON contract) are listed
+//! in [`FINDING_KEYS`] and explained in the README.
 //!
-//! - `<anomaly>_<level>`: 1 = the anomaly happened in this run, 0 = prevented. `<anomaly>` is
-//!   one of `g0 g1a g1b g1c otv pmp_read pmp_write p4 g_single g2_item g2`, `<level>` one of
-//!   `read_uncommitted read_committed repeatable_read serializable`
-//!   (e.g. `g2_item_read_committed`).
-//! - `serialization_failure_pct_<level>`: share of the scenarios' transactions at that level
-//!   that Postgres aborted with 40001.
-//! - `transfer_invariant_violations_<mode>`: accounts whose balance disagrees with opening
-//!   balance + committed ledger, or is negative, after the mode's run; `<mode>` is one of
-//!   `read_committed for_update_unordered for_update repeatable_read serializable`.
-//! - `transfer_money_drift_read_committed`: money created or destroyed by lost updates.
-//! - `<mode>_p95_ms`, `<mode>_transfers_per_s`: latency (retries included) and committed
-//!   transfers per second.
-//! - `<mode>_retries_per_commit`, `<mode>_serialization_failure_pct` for the retrying modes.
-//! - `deadlocks_detected` (40P01 under load, source row locked first),
-//!   `deadlocks_with_lock_ordering` (40P01 under load, lower id locked first),
-//!   `deadlock_script_opposite_order`, `deadlock_script_lower_id_first` (40P01 in the scripts).
 
 pub mod anomalies;
 pub mod deadlock;
 pub mod interleave;
+pub mod report;
 pub mod transfers;
 
-use labkit::{LabCtx, Report, Table};
+use labkit::{Knob, LabCtx, Report};
 
-use anomalies::{Anomaly, Level, ScenarioRun, observed};
-use deadlock::DeadlockRun;
-use interleave::{Interleaving, Script, StepId};
-use transfers::{Mode, ModeRun, Picker};
+use interleave::Interleaving;
+use transfers::{Mode, Picker};
+
+pub use report::FINDING_KEYS;
 
 /// The `isolation-levels` lab.
 #[derive(Debug, Clone, Copy, Default)]
@@ -94,454 +81,90 @@ impl labkit::Lab for IsolationLevels {
         "Isolation levels: what each Postgres level prevents, by running the anomalies"
     }
 
+    fn finding_keys(&self) -> &'static [&'static str] {
+        FINDING_KEYS
+    }
+
+    fn baseline(&self) -> Option<&'static str> {
+        Some(include_str!("../baseline.json"))
+    }
+
     async fn run(&self, ctx: &LabCtx) -> anyhow::Result<Report> {
-        let mut report = ctx.report(self.title());
-
-        // 1. The anomalies, every one at every level, through the interleaving engine.
-        let mut engine = Interleaving::connect(ctx.database_url(), 3).await?;
-        let lowered = engine
-            .on_every_session(deadlock::LOWER_DEADLOCK_TIMEOUT)
-            .await
-            .is_ok();
-        let runs = anomalies::run_all(&ctx.pg, &mut engine).await?;
-        let opposite = deadlock::run(&ctx.pg, &mut engine, &deadlock::opposite_order()).await?;
-        let ordered = deadlock::run(&ctx.pg, &mut engine, &deadlock::lower_id_first()).await?;
-        engine.close().await;
-
-        // 2. The transfer workload, every mode on the same accounts and the same transfers.
-        let w = Workload::for_scale(ctx.scale);
-        transfers::setup(&ctx.pg, w.accounts, ctx.seed).await?;
-        let (pool, deadlock_timeout) =
-            transfers::pool(ctx.database_url(), w.workers as u32).await?;
-        let picker = Picker::new(w.accounts, w.skew, ctx.seed);
-        let mut modes = Vec::new();
-        for mode in Mode::ALL {
-            modes.push(transfers::run_mode(&pool, mode, picker, w.transfers, w.workers).await?);
-        }
-        pool.close().await;
-
-        record_transfers(&mut report, &modes);
-        record_deadlocks(&mut report, &modes, &opposite, &ordered);
-        record_matrix(&mut report, &runs);
-        report.table(transfer_table(&modes, &w));
-        report.table(matrix_table(&runs));
-        report.table(standard_table(&runs));
-        report.table(deadlock_table(
-            "Deadlock script: two transfers lock their source row first",
-            &deadlock::opposite_order(),
-            &opposite,
-        ));
-        report.table(deadlock_table(
-            "Deadlock script fixed: both transfers lock the lower account id first",
-            &deadlock::lower_id_first(),
-            &ordered,
-        ));
-        for anomaly in Anomaly::ALL {
-            report.table(transcript_table(anomaly, &runs));
-        }
-        notes(&mut report, &runs, &w, &deadlock_timeout, lowered);
-        report.sentence(sentence(&runs, &modes));
-        Ok(report)
+        run(ctx, self.title()).await
     }
 }
 
-fn mode(modes: &[ModeRun], m: Mode) -> &ModeRun {
-    modes.iter().find(|r| r.mode == m).expect("every mode ran")
-}
+/// The run: the anomalies as scripts, the deadlock as a script, then the same question
+/// under load.
+pub async fn run(ctx: &LabCtx, title: &str) -> anyhow::Result<Report> {
+    // The knobs: --clients sets the transfer workload's concurrency (the scripts have
+    // exactly their two or three transactions, and say so in a note). The rest cannot
+    // apply without changing what is compared.
+    ctx.ignores(
+        Knob::Rate,
+        "the anomaly and deadlock scripts are fixed interleavings with no arrival rate, and the \
+         transfers run closed loop: contention among --clients concurrent clients is the subject",
+    );
+    ctx.ignores(
+        Knob::Duration,
+        "every transfer mode replays the same transfers (same seed, same count, set by --scale) \
+         so violations, drift and deadlocks compare mode against mode; a time bound would give \
+         each mode a different workload",
+    );
+    ctx.ignores(
+        Knob::Warmup,
+        "each transfer mode starts from reset books on a vacuumed table, and every transfer it \
+         runs is audited; an unaudited warm-up would move money outside the ledger's story",
+    );
 
-fn happened_count(runs: &[ScenarioRun], level: Level) -> usize {
-    runs.iter()
-        .filter(|r| r.level == level && r.happened())
-        .count()
-}
+    // 1. The anomalies. Eleven Hermitage scripts, each at all four levels, through the
+    //    interleaving engine: one session per transaction, a lock wait detected with
+    //    pg_blocking_pids, and a judge per script that decides from what was observed.
+    let mut engine = Interleaving::connect(ctx.database_url(), 3).await?;
+    // Each deadlock costs deadlock_timeout; 100 ms instead of 1 s where we may set it.
+    let lowered = engine
+        .on_every_session(deadlock::LOWER_DEADLOCK_TIMEOUT)
+        .await
+        .is_ok();
+    let runs = anomalies::run_all(&ctx.pg, &mut engine).await?;
 
-fn record_transfers(report: &mut Report, modes: &[ModeRun]) {
-    for r in modes {
-        report.finding(
-            &format!("transfer_invariant_violations_{}", r.mode.key()),
-            &format!("Accounts off their ledger or negative: {}", r.mode.label()),
-            r.books.violations as f64,
-            "count",
-        );
-    }
-    let rc = mode(modes, Mode::ReadCommitted);
-    report.finding(
-        "transfer_money_drift_read_committed",
-        "Money created (+) or destroyed (−) by read committed without locks",
-        rc.books.drift as f64,
-        "count",
-    );
-    for m in [Mode::RepeatableRead, Mode::Serializable] {
-        let r = mode(modes, m);
-        report.finding(
-            &format!("{}_retries_per_commit", m.key()),
-            &format!("Retries per committed transfer: {}", m.label()),
-            r.retries_per_commit(),
-            "x",
-        );
-        report.finding(
-            &format!("{}_serialization_failure_pct", m.key()),
-            &format!("Transfer attempts failing with 40001: {}", m.label()),
-            r.serialization_failure_pct(),
-            "%",
-        );
-    }
-    for m in [
-        Mode::ReadCommitted,
-        Mode::ForUpdate,
-        Mode::RepeatableRead,
-        Mode::Serializable,
-    ] {
-        let r = mode(modes, m);
-        report.finding(
-            &format!("{}_p95_ms", m.key()),
-            &format!("Transfer p95 (retries included): {}", m.label()),
-            r.load.p95_ms,
-            "ms",
-        );
-        report.finding(
-            &format!("{}_transfers_per_s", m.key()),
-            &format!("Committed transfers per second: {}", m.label()),
-            r.committed_per_s(),
-            "transfers/s",
-        );
-    }
-}
+    // 2. The deadlock. Two opposite transfers locking their source row first (Postgres
+    //    aborts one with 40P01), then the same two locking the lower id first (one waits).
+    let opposite = deadlock::run(&ctx.pg, &mut engine, &deadlock::opposite_order()).await?;
+    let ordered = deadlock::run(&ctx.pg, &mut engine, &deadlock::lower_id_first()).await?;
+    engine.close().await;
 
-fn record_deadlocks(
-    report: &mut Report,
-    modes: &[ModeRun],
-    opposite: &DeadlockRun,
-    ordered: &DeadlockRun,
-) {
-    let unordered = mode(modes, Mode::ForUpdateUnordered);
-    let ordered_load = mode(modes, Mode::ForUpdate);
-    report.finding(
-        "deadlocks_detected",
-        &format!(
-            "Deadlocks (40P01) in {} transfers locking the source row first",
-            unordered.transfers
-        ),
-        unordered.counts.deadlocks() as f64,
-        "count",
-    );
-    report.finding(
-        "deadlocks_with_lock_ordering",
-        &format!(
-            "Deadlocks (40P01) in {} transfers locking the lower id first",
-            ordered_load.transfers
-        ),
-        ordered_load.counts.deadlocks() as f64,
-        "count",
-    );
-    report.finding(
-        "deadlock_script_opposite_order",
-        "Deadlocks in the script: opposite lock order",
-        opposite.deadlocks as f64,
-        "count",
-    );
-    report.finding(
-        "deadlock_script_lower_id_first",
-        "Deadlocks in the script: lower id first",
-        ordered.deadlocks as f64,
-        "count",
-    );
-}
-
-fn record_matrix(report: &mut Report, runs: &[ScenarioRun]) {
-    for level in Level::ALL {
-        let (begun, failed) = runs
-            .iter()
-            .filter(|r| r.level == level)
-            .map(ScenarioRun::serialization_failures)
-            .fold((0, 0), |(b, f), (b2, f2)| (b + b2, f + f2));
-        report.finding(
-            &format!("serialization_failure_pct_{}", level.key()),
-            &format!("Scenario transactions aborted with 40001 at {level} ({failed} of {begun})"),
-            100.0 * failed as f64 / begun.max(1) as f64,
-            "%",
-        );
-    }
-    for r in runs {
-        report.finding(
-            &r.anomaly.finding_key(r.level),
-            &format!("{} at {}", r.anomaly.name(), r.level),
-            if r.happened() { 1.0 } else { 0.0 },
-            "bool",
-        );
-    }
-}
-
-fn run_of(runs: &[ScenarioRun], anomaly: Anomaly, level: Level) -> &ScenarioRun {
-    runs.iter()
-        .find(|r| r.anomaly == anomaly && r.level == level)
-        .expect("every anomaly ran at every level")
-}
-
-fn matrix_table(runs: &[ScenarioRun]) -> Table {
-    let mut t = Table::new(
-        "Anomaly × level, as measured in this run (HAPPENED = the judge saw the anomaly)",
-        &[
-            "anomaly",
-            "key",
-            "read uncommitted",
-            "read committed",
-            "repeatable read",
-            "serializable",
-        ],
-    );
-    for anomaly in Anomaly::ALL {
-        let mut row = vec![anomaly.name().to_string(), format!("`{}_*`", anomaly.key())];
-        row.extend(
-            Level::ALL
-                .iter()
-                .map(|l| run_of(runs, anomaly, *l).verdict.short()),
-        );
-        t.row(row);
-    }
-    let mut happened = vec!["anomalies that happened".to_string(), String::new()];
-    happened.extend(
-        Level::ALL
-            .iter()
-            .map(|l| format!("{} of {}", happened_count(runs, *l), Anomaly::ALL.len())),
-    );
-    t.row(happened);
-    let mut failures = vec!["transactions aborted with 40001".to_string(), String::new()];
-    failures.extend(Level::ALL.iter().map(|l| {
-        let (b, f) = runs
-            .iter()
-            .filter(|r| r.level == *l)
-            .map(ScenarioRun::serialization_failures)
-            .fold((0, 0), |(b, f), (b2, f2)| (b + b2, f + f2));
-        format!("{f} of {b}")
-    }));
-    t.row(failures);
-    t
-}
-
-/// SQL-92 defines its levels by three phenomena; this compares the levels at which the
-/// standard *permits* each with the levels at which this run *saw* it. The "permits" column
-/// is the standard's table (a reference); the measured column comes from the judges.
-fn standard_table(runs: &[ScenarioRun]) -> Table {
-    let mut t = Table::new(
-        "SQL-92's table vs this run: where Postgres is stricter than the standard requires",
-        &[
-            "SQL-92 phenomenon",
-            "measured by",
-            "the standard permits it at",
-            "this run saw it at",
-            "stricter than the standard at",
-        ],
-    );
-    let phenomena: [(&str, &[Anomaly], &[Level]); 3] = [
-        (
-            "P1 dirty read",
-            &[Anomaly::G1a, Anomaly::G1b],
-            &[Level::ReadUncommitted],
-        ),
-        (
-            "P2 non-repeatable (fuzzy) read",
-            &[Anomaly::GSingle],
-            &[Level::ReadUncommitted, Level::ReadCommitted],
-        ),
-        (
-            "P3 phantom",
-            &[Anomaly::PmpRead],
-            &[
-                Level::ReadUncommitted,
-                Level::ReadCommitted,
-                Level::RepeatableRead,
-            ],
-        ),
-    ];
-    let names = |levels: &[Level]| {
-        if levels.is_empty() {
-            "none".to_string()
-        } else {
-            levels
-                .iter()
-                .map(|l| l.label())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
+    // 3. The war story under load: Zipf-picked transfers over many accounts, the same
+    //    transfers in every mode — read committed without locks, FOR UPDATE in the wrong
+    //    and the right order, repeatable read and serializable with retries — and the books
+    //    audited against the ledger after each.
+    let base = Workload::for_scale(ctx.scale);
+    let workload = Workload {
+        workers: ctx.clients(base.workers),
+        ..base
     };
-    for (phenomenon, measured_by, permitted) in phenomena {
-        let seen: Vec<Level> = Level::ALL
-            .into_iter()
-            .filter(|l| measured_by.iter().any(|a| run_of(runs, *a, *l).happened()))
-            .collect();
-        let stricter: Vec<Level> = permitted
-            .iter()
-            .copied()
-            .filter(|l| !seen.contains(l))
-            .collect();
-        t.row([
-            phenomenon.to_string(),
-            measured_by
-                .iter()
-                .map(|a| a.key())
-                .collect::<Vec<_>>()
-                .join(", "),
-            names(permitted),
-            names(&seen),
-            names(&stricter),
-        ]);
-    }
-    t
-}
-
-fn transfer_table(modes: &[ModeRun], w: &Workload) -> Table {
-    let mut t = Table::new(
-        format!(
-            "Transfers: {} per mode over {} accounts (Zipf s = {}), {} concurrent clients",
-            w.transfers, w.accounts, w.skew, w.workers
-        ),
-        &[
-            "mode",
-            "committed",
-            "declined",
-            "failed",
-            "40001 (retried)",
-            "40P01 (retried)",
-            "accounts off ledger / negative",
-            "money drift",
-            "committed/s",
-            "p50 ms",
-            "p95 ms",
-            "p99 ms",
-        ],
-    );
-    for r in modes {
-        let c = &r.counts;
-        t.row([
-            r.mode.label().to_string(),
-            c.committed.to_string(),
-            c.declined.to_string(),
-            c.failed().to_string(),
-            format!("{} ({})", c.serialization_failures(), c.retried_40001),
-            format!("{} ({})", c.deadlocks(), c.retried_40p01),
-            format!("{} / {}", r.books.violations, r.books.negative),
-            r.books.drift.to_string(),
-            format!("{:.0}", r.committed_per_s()),
-            format!("{:.2}", r.load.p50_ms),
-            format!("{:.2}", r.load.p95_ms),
-            format!("{:.2}", r.load.p99_ms),
-        ]);
-    }
-    t
-}
-
-fn deadlock_table(title: &str, script: &Script, run: &DeadlockRun) -> Table {
-    let mut t = Table::new(title, &["#", "tx", "statement", "observed"]);
-    for (i, step) in script.steps().iter().enumerate() {
-        t.row([
-            (i + 1).to_string(),
-            step.tx.to_string(),
-            step.sql.to_string(),
-            observed(run.transcript.record(StepId(i))),
-        ]);
-    }
-    t
-}
-
-/// One table per anomaly: the script's steps down, the four levels across.
-fn transcript_table(anomaly: Anomaly, runs: &[ScenarioRun]) -> Table {
-    let mut t = Table::new(
-        format!("Transcript: {} (`{}`)", anomaly.name(), anomaly.key()),
-        &[
-            "#",
-            "tx",
-            "statement",
-            "read uncommitted",
-            "read committed",
-            "repeatable read",
-            "serializable",
-        ],
-    );
-    let script = anomaly.scenario(Level::ReadCommitted).script;
-    for (i, step) in script.steps().iter().enumerate() {
-        let sql = if step.sql.starts_with("begin isolation level") {
-            "begin isolation level …"
-        } else {
-            step.sql
-        };
-        let mut row = vec![(i + 1).to_string(), step.tx.to_string(), sql.to_string()];
-        row.extend(
-            Level::ALL
-                .iter()
-                .map(|l| observed(run_of(runs, anomaly, *l).transcript.record(StepId(i)))),
-        );
-        t.row(row);
-    }
-    let mut verdict = vec![String::new(), String::new(), "verdict".to_string()];
-    verdict.extend(
-        Level::ALL
-            .iter()
-            .map(|l| run_of(runs, anomaly, *l).verdict.short()),
-    );
-    t.row(verdict);
-    t
-}
-
-fn notes(
-    report: &mut Report,
-    runs: &[ScenarioRun],
-    w: &Workload,
-    deadlock_timeout: &str,
-    lowered: bool,
-) {
-    let same_ru_rc = Anomaly::ALL.iter().all(|a| {
-        run_of(runs, *a, Level::ReadUncommitted).happened()
-            == run_of(runs, *a, Level::ReadCommitted).happened()
-    });
-    if same_ru_rc {
-        report.note(
-            "Read uncommitted behaved exactly like read committed in every scenario of this run: \
-             Postgres accepts the level but never shows uncommitted data.",
+    transfers::setup(&ctx.pg, workload.accounts, ctx.seed).await?;
+    let (pool, deadlock_timeout) = transfers::pool(ctx, workload.workers as u32).await?;
+    let picker = Picker::new(workload.accounts, workload.skew, ctx.seed);
+    let mut modes = Vec::new();
+    for mode in Mode::ALL {
+        modes.push(
+            transfers::run_mode(&pool, mode, picker, workload.transfers, workload.workers).await?,
         );
     }
-    report.note(
-        "Verdicts: HAPPENED = the scenario's judge saw the anomaly in the rows read, the commits \
-         that succeeded and the final state; prevented: blocked = a transaction waited on a row \
-         lock (pg_blocking_pids) and then behaved; aborted 40001/40P01 = Postgres refused a \
-         statement or the commit; consistent read = no waits, no errors, the reads simply did \
-         not see the other transaction.",
-    );
-    report.note(format!(
-        "Transfers: every mode runs the same {} transfers (same seed) from {} clients; the \
-         retrying modes retry at once on 40001/40P01, up to {} attempts. Latency includes \
-         retries. Sessions ran with deadlock_timeout = {deadlock_timeout}{}.",
-        w.transfers,
-        w.workers,
-        transfers::MAX_ATTEMPTS,
-        if lowered {
-            " (lowered per session so each deadlock costs 100 ms, not 1 s)"
-        } else {
-            " (could not be lowered: it needs superuser)"
-        }
-    ));
-}
+    pool.close().await;
 
-fn sentence(runs: &[ScenarioRun], modes: &[ModeRun]) -> String {
-    let rc = mode(modes, Mode::ReadCommitted);
-    let fu = mode(modes, Mode::ForUpdate);
-    let ser = mode(modes, Mode::Serializable);
-    format!(
-        "Run as real interleavings, Postgres let {} of {} anomalies through at read committed, {} \
-         at repeatable read and {} at serializable; under {} concurrent transfers, read committed \
-         without locks left {} accounts off their ledger, while FOR UPDATE left {} and \
-         serializable-with-retry {} — at {:.2} retries per committed transfer and a p95 of \
-         {:.1} ms against {:.1} ms for FOR UPDATE.",
-        happened_count(runs, Level::ReadCommitted),
-        Anomaly::ALL.len(),
-        happened_count(runs, Level::RepeatableRead),
-        happened_count(runs, Level::Serializable),
-        rc.transfers,
-        rc.books.violations,
-        fu.books.violations,
-        ser.books.violations,
-        ser.retries_per_commit(),
-        ser.load.p95_ms,
-        fu.load.p95_ms,
-    )
+    Ok(report::build(
+        ctx,
+        title,
+        &report::Measured {
+            runs,
+            opposite,
+            ordered,
+            workload,
+            modes,
+            deadlock_timeout,
+            lowered,
+        },
+    ))
 }

@@ -21,16 +21,13 @@
 //! in it): an account *violates the invariant* if its balance differs from its opening
 //! balance plus its committed ledger entries, or is negative.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use labkit::{Bound, ClosedLoop, LatencySummary};
+use labkit::{Bound, ClosedLoop, LabCtx, LatencySummary};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::Zipf;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Postgres, Transaction};
 
 use crate::deadlock::LOWER_DEADLOCK_TIMEOUT;
@@ -434,32 +431,34 @@ impl Picker {
     }
 }
 
-/// A pool for the workload whose sessions use a 100 ms `deadlock_timeout` (superuser-only;
-/// elsewhere the server's value stays). Returns the pool and the timeout its sessions use.
-pub async fn pool(database_url: &str, size: u32) -> Result<(PgPool, String), sqlx::Error> {
-    // Statements that wait seconds on a row lock are the subject here, not something to warn
-    // about on stderr thousands of times.
-    let options = PgConnectOptions::from_str(database_url)?.disable_statement_logging();
-    let pool = PgPoolOptions::new()
-        .max_connections(size)
-        .min_connections(size)
-        .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                // Without superuser this fails with 42501 and the server's value stays.
-                let _ = sqlx::query(LOWER_DEADLOCK_TIMEOUT)
-                    .execute(&mut *conn)
-                    .await;
-                // After a COMMIT fails with 40001 sqlx still sends ROLLBACK when the transaction
-                // drops, and Postgres warns "there is no transaction in progress" — thousands
-                // of times in a retry storm. Errors still arrive; only that chatter goes.
-                sqlx::query("SET client_min_messages = error")
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .connect_with(options)
+/// The workload's pool, `size` connections opened up front. Every session runs with
+/// `client_min_messages = error` (a startup option, any user may set it) and, where the
+/// server allows it, `deadlock_timeout = 100ms` (superuser-only, so it is tried after
+/// connecting and the server's value stays if refused). Returns the pool and the timeout
+/// its sessions use.
+pub async fn pool(ctx: &LabCtx, size: u32) -> Result<(PgPool, String), sqlx::Error> {
+    let pool = ctx
+        .new_pool_with(
+            labkit::pool_options(size)
+                .min_connections(size)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // Without superuser this fails with 42501; the session goes on.
+                        let _ = sqlx::query(LOWER_DEADLOCK_TIMEOUT)
+                            .execute(&mut *conn)
+                            .await;
+                        Ok(())
+                    })
+                }),
+            ctx.connect_options()
+                // After a COMMIT fails with 40001 sqlx still sends ROLLBACK when the
+                // transaction drops, and Postgres warns "there is no transaction in
+                // progress" — thousands of times in a retry storm. Errors still arrive.
+                .options([("client_min_messages", "error")])
+                // Statements that wait seconds on a row lock are the subject here, not
+                // something to warn about on stderr thousands of times.
+                .disable_statement_logging(),
+        )
         .await?;
     let timeout: String = sqlx::query_scalar("SHOW deadlock_timeout")
         .fetch_one(&pool)
@@ -508,7 +507,8 @@ pub async fn run_mode(
         let pool = pool.clone();
         let tally = tally.clone();
         labkit::closed_loop(
-            ClosedLoop::new(workers, Bound::Count(transfers)),
+            ClosedLoop::new(workers, Bound::Count(transfers))
+                .label(format!("transfers: {}", mode.label())),
             move |call| {
                 let pool = pool.clone();
                 let tally = tally.clone();

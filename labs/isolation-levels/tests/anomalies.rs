@@ -2,7 +2,7 @@
 //! interleaving engine and checks the verdict the judge derived from what was observed.
 
 use lab_isolation_levels::anomalies::{Anomaly, Level, Verdict, run_one};
-use lab_isolation_levels::interleave::{Interleaving, StepId, T1};
+use lab_isolation_levels::interleave::{Interleaving, T1};
 
 async fn engine(t: &labkit::testing::TestCtx) -> Interleaving {
     Interleaving::connect(t.ctx.database_url(), 3)
@@ -37,12 +37,14 @@ async fn read_committed_loses_an_update() {
         .await
         .unwrap();
     let tr = &run.transcript;
-    // T1 and T2 both read 1 → 10 and both write 11.
-    // T2's update waits for T1's row lock, then overwrites T1's committed 11 with its own 11.
-    let t2_update = StepId(5);
+    // t1: BEGIN; SELECT id = 1 → 10        t2: BEGIN; SELECT id = 1 → 10
+    // t1: UPDATE id = 1 SET 11 — holds the row lock
+    // t2: UPDATE id = 1 SET 11 — BLOCKS (pg_blocking_pids = [t1])
+    // t1: COMMIT — t2's update goes through and overwrites t1's committed 11 with its own 11
+    let t2_update = tr.step("t2 update").expect("the script names t2's update");
     assert_eq!(tr.record(t2_update).waited_for, vec![T1]);
     assert!(tr.succeeded(t2_update));
-    // Both commits succeed; two increments left the row at 11.
+    // t2: COMMIT — succeeds; two increments committed and the row says 11: one is lost.
     assert_eq!(run.verdict, Verdict::Happened, "{tr:#?}");
     e.close().await;
     t.finish().await;
@@ -55,9 +57,14 @@ async fn repeatable_read_turns_the_lost_update_into_a_serialization_failure() {
     let run = run_one(&t.ctx.pg, &mut e, Anomaly::P4, Level::RepeatableRead)
         .await
         .unwrap();
-    // Same script: T2's update waits for T1, and when T1 commits, T2 gets 40001 instead of
-    // overwriting a row changed after its snapshot.
-    let t2_update = StepId(5);
+    // Same script.
+    // t2: UPDATE id = 1 SET 11 — BLOCKS (pg_blocking_pids = [t1])
+    // t1: COMMIT — t2's update fails with 40001 instead of overwriting a row changed after
+    //     t2's snapshot was taken
+    let t2_update = run
+        .transcript
+        .step("t2 update")
+        .expect("the script names t2's update");
     assert_eq!(run.transcript.record(t2_update).waited_for, vec![T1]);
     assert_eq!(run.transcript.sqlstate(t2_update), Some("40001"));
     assert_eq!(

@@ -3,7 +3,7 @@
 
 use lab_isolation_levels::Workload;
 use lab_isolation_levels::deadlock;
-use lab_isolation_levels::interleave::{Interleaving, StepId, T1, T2};
+use lab_isolation_levels::interleave::{Interleaving, T1, T2};
 use lab_isolation_levels::transfers::{self, Mode, Picker};
 
 #[tokio::test]
@@ -13,9 +13,7 @@ async fn the_books_balance_with_for_update_and_with_serializable_retries() {
     transfers::setup(&t.ctx.pg, w.accounts, t.ctx.seed)
         .await
         .unwrap();
-    let (pool, _) = transfers::pool(t.ctx.database_url(), w.workers as u32)
-        .await
-        .unwrap();
+    let (pool, _) = transfers::pool(&t.ctx, w.workers as u32).await.unwrap();
     let picker = Picker::new(w.accounts, w.skew, t.ctx.seed);
     for mode in [Mode::ForUpdate, Mode::Serializable] {
         let run = transfers::run_mode(&pool, mode, picker, w.transfers, w.workers)
@@ -46,8 +44,12 @@ async fn opposite_lock_order_deadlocks_and_postgres_aborts_one_transfer_with_40p
         .await
         .unwrap();
     let tr = &run.transcript;
-    // T1 holds row 1 and waits for row 2; T2 holds row 2 and waits for row 1.
-    let (t1_credit, t2_credit) = (StepId(4), StepId(5));
+    // t1: BEGIN; UPDATE id = 1 (debit) — holds row 1
+    // t2: BEGIN; UPDATE id = 2 (debit) — holds row 2
+    // t1: UPDATE id = 2 (credit) — BLOCKS (pg_blocking_pids = [t2])
+    // t2: UPDATE id = 1 (credit) — BLOCKS (pg_blocking_pids = [t1]): a cycle
+    let step = |name| tr.step(name).unwrap_or_else(|| panic!("no step {name}"));
+    let (t1_credit, t2_credit) = (step("t1 credit"), step("t2 credit"));
     assert_eq!(tr.record(t1_credit).waited_for, vec![T2]);
     assert_eq!(tr.record(t2_credit).waited_for, vec![T1]);
     // The detector broke the cycle: exactly one of them got 40P01, the other committed.
@@ -72,14 +74,16 @@ async fn locking_the_lower_id_first_has_no_deadlock() {
         .await
         .unwrap();
     let tr = &run.transcript;
-    // T2 asks for row 1 first too, so it simply waits for T1 ...
-    let t2_first_lock = StepId(3);
-    assert_eq!(tr.record(t2_first_lock).waited_for, vec![T1]);
-    // ... and both transfers commit; 1 → 2 and 2 → 1 of 5 each cancel out.
+    let step = |name| tr.step(name).unwrap_or_else(|| panic!("no step {name}"));
+    // t1 (1 → 2): BEGIN; SELECT id = 1 FOR UPDATE — holds row 1
+    // t2 (2 → 1): BEGIN; SELECT id = 1 FOR UPDATE — BLOCKS (pg_blocking_pids = [t1]), holding
+    //     nothing, so no cycle can form
+    assert_eq!(tr.record(step("t2 locks row 1")).waited_for, vec![T1]);
+    // t1: locks row 2, moves 5, COMMIT — t2 gets row 1, then row 2, moves 5 back, COMMIT
     assert_eq!(run.deadlocks, 0, "{tr:#?}");
     assert_eq!(run.committed, 2, "{tr:#?}");
-    let fin = StepId(tr.records.len() - 1);
-    assert_eq!(tr.rows(fin), Some(&[(1, 10), (2, 20)][..]));
+    // t3: SELECT * — 1 → 2 and 2 → 1 of 5 each cancel out
+    assert_eq!(tr.rows(step("final")), Some(&[(1, 10), (2, 20)][..]));
     e.close().await;
     t.finish().await;
 }

@@ -1,32 +1,12 @@
 //! The whole lab at smoke scale: it runs, its report carries every promised key, and the
 //! numbers that are invariants (not timings) hold.
 
-use lab_locking_and_queues::{FINDING_KEYS, LockingAndQueues};
-use labkit::{RunOptions, Scale};
+use lab_locking_and_queues::LockingAndQueues;
 
 #[tokio::test]
-async fn a_smoke_run_reports_every_promised_key_and_the_fixes_hold() {
+async fn a_smoke_run_keeps_its_contract_and_the_fixes_hold() {
     let t = labkit::testing::ctx("locking-and-queues").await;
-    let outcome = labkit::run_lab(
-        &LockingAndQueues,
-        &t.backends,
-        RunOptions {
-            scale: Scale::Smoke,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .expect("lab run");
-    let report = outcome.report;
-    for key in FINDING_KEYS {
-        let f = report
-            .finding_by_key(key)
-            .unwrap_or_else(|| panic!("missing {key}"));
-        assert!(f.value.is_finite(), "{key} = {}", f.value);
-        if f.unit == "ms" {
-            assert!(f.samples.is_some_and(|n| n > 0), "{key} has no samples");
-        }
-    }
+    let report = labkit::testing::smoke_run_keeps_its_contract(&LockingAndQueues, &t).await;
     // The fixes are exact, whatever the machine's speed.
     for key in [
         "lost_updates_atomic_update",

@@ -13,7 +13,7 @@ use lab_outbox_saga::orders::{self, NewOrder, ORDER_EVENTS, PlaceError, WritePat
 use lab_outbox_saga::relay::{CursorRelay, Relay, RelayError, max_seq};
 use lab_outbox_saga::saga::{self, Cancel};
 use lab_outbox_saga::schema::{self, Services};
-use lab_outbox_saga::{AppState, FINDING_KEYS, OutboxSaga, invariants, outbox, router};
+use lab_outbox_saga::{AppState, OutboxSaga, invariants, outbox, router};
 use labkit::testing::TestCtx;
 use uuid::Uuid;
 
@@ -709,28 +709,9 @@ async fn placing_an_order_over_http_shows_its_saga_and_bad_input_gets_a_4xx_json
 }
 
 #[tokio::test]
-async fn the_whole_lab_at_smoke_scale_reports_every_finding_key_and_keeps_its_invariants() {
+async fn a_smoke_run_keeps_its_contract_and_its_invariants() {
     let t = labkit::testing::ctx("outbox-saga").await;
-    let opts = labkit::RunOptions {
-        scale: labkit::Scale::Smoke,
-        ..labkit::RunOptions::default()
-    };
-    let report = labkit::run_lab(&OutboxSaga, &t.backends, opts)
-        .await
-        .unwrap()
-        .report;
-    for key in FINDING_KEYS {
-        let f = report
-            .finding_by_key(key)
-            .unwrap_or_else(|| panic!("missing {key}"));
-        assert!(f.value.is_finite(), "{key}");
-        if f.unit == "ms" {
-            assert!(
-                f.samples.is_some_and(|n| n > 0),
-                "{key} has no sample count"
-            );
-        }
-    }
+    let report = labkit::testing::smoke_run_keeps_its_contract(&OutboxSaga, &t).await;
     // The effects, which do not depend on timing:
     assert!(report.get("dual_write_lost_events").unwrap() > 0.0);
     assert!(report.get("dual_write_phantom_events").unwrap() > 0.0);

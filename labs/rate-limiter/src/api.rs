@@ -6,10 +6,16 @@
 //! | `GET /v1/account` | yes | needs an API key (401 without) |
 //! | `GET /healthz` | no | the limiter's counters, for operators and the lab |
 //!
-//! Every error is JSON, `{"error": {"code": "...", "message": "..."}}`.
+//! Every error is JSON, `{"error": {"code": "...", "message": "..."}}` (labkit's
+//! `error_response`), and bad input is always a 4xx: a malformed key 400, a request body on
+//! these bodiless routes 413 (`labkit::http::body_limit` reads a declared body away first, so
+//! even a 10 MB upload gets its 413 rather than a connection reset), unknown routes 404,
+//! other methods 405; what the HTTP parser refuses itself (a NUL byte in a header, 431, 414)
+//! gets the same body from `labkit::http`.
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router, middleware as layer};
@@ -28,7 +34,11 @@ pub struct AppState {
     pub limits: Option<Limits>,
 }
 
-/// The router, shared by `lab serve`, the lab's scenarios and the tests.
+/// The largest request body any route takes: none of them takes one.
+pub const MAX_BODY: usize = 0;
+
+/// The router: the one place the app is assembled, used by `lab serve`, the lab's scenarios
+/// and the tests.
 pub fn router(state: AppState) -> Router {
     let mut v1 = Router::new()
         .route("/v1/quote", get(quote))
@@ -38,12 +48,26 @@ pub fn router(state: AppState) -> Router {
     }
     // Added last = runs first: identify the caller, then limit.
     v1 = v1.route_layer(layer::from_fn(identify));
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(health))
         .merge(v1)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .route_layer(layer::from_fn(no_body))
+        .fallback(labkit::http::not_found)
+        .method_not_allowed_fallback(labkit::http::method_not_allowed)
+        .with_state(state);
+    // Outermost: a body with a Content-Length over the limit (here: any body) is read away
+    // and answered 413 before routing, on every path and method; identity and the limiter
+    // never run, so an upload never spends anyone's quota.
+    labkit::http::body_limit(app, MAX_BODY)
+}
+
+/// Every route here is a GET without a body. A chunked body (no Content-Length, so
+/// [`labkit::http::body_limit`] lets it through) is refused too, rather than silently ignored.
+async fn no_body(req: Request, next: Next) -> Response {
+    if req.headers().contains_key(header::TRANSFER_ENCODING) {
+        return ApiError::BodyNotAccepted.into_response();
+    }
+    next.run(req).await
 }
 
 async fn quote(
@@ -83,14 +107,6 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({ "status": "ok", "instance": state.instance, "limiter": limiter }))
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
-}
-
 /// Everything the API can answer besides success. Each maps to one status and one code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -104,10 +120,8 @@ pub enum ApiError {
     RateLimited { decision: Decision, policy: Policy },
     #[error("the rate limiter is unavailable and this API fails closed; retry shortly")]
     LimiterUnavailable,
-    #[error("no such route")]
-    NotFound,
-    #[error("method not allowed on this route")]
-    MethodNotAllowed,
+    #[error("these routes take no request body")]
+    BodyNotAccepted,
 }
 
 impl ApiError {
@@ -119,8 +133,8 @@ impl ApiError {
             Self::LimiterUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "rate_limiter_unavailable")
             }
-            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            // The code `labkit::http::body_limit` answers with: one code for "no body here".
+            Self::BodyNotAccepted => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
         }
     }
 }
@@ -128,8 +142,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
-        let mut response = (status, body).into_response();
+        let mut response = labkit::http::error_response(status, code, &self);
         let headers = response.headers_mut();
         match &self {
             Self::RateLimited { decision, policy } => {

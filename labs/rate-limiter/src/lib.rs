@@ -22,10 +22,11 @@
 //! | [`token_bucket`], [`gcra`] | bucket algorithms (one script each) |
 //! | [`in_memory`] | governor's GCRA in process memory: the unshared contrast |
 //! | [`middleware`] | the axum layers: caller identity, 429s and headers, fail modes |
-//! | [`api`] | the demo routes, `router(state)`, JSON errors |
+//! | [`api`] | the demo routes, `router(state)` (the one place the app is assembled), JSON errors |
 //! | [`config`] | `lab serve` settings from the environment |
 //! | [`scenario`] | accuracy, instances, cost, Redis-down — the measurements |
-//! | `run` | the lab run and its report |
+//! | `run` | the lab run, as story → steps |
+//! | [`report`] | findings, tables, notes and the sentence; [`FINDING_KEYS`] |
 
 pub mod api;
 pub mod clock;
@@ -36,6 +37,7 @@ pub mod in_memory;
 pub mod limiter;
 pub mod middleware;
 pub mod policy;
+pub mod report;
 mod run;
 pub mod scenario;
 pub mod sliding_counter;
@@ -52,6 +54,8 @@ use crate::config::LimitConfig;
 use crate::limiter::RedisStore;
 use crate::middleware::Limits;
 
+pub use crate::report::FINDING_KEYS;
+
 /// The `rate-limiter` lab.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RateLimiter;
@@ -66,47 +70,49 @@ impl labkit::Lab for RateLimiter {
         run::TITLE
     }
 
+    fn finding_keys(&self) -> &'static [&'static str] {
+        FINDING_KEYS
+    }
+
+    fn baseline(&self) -> Option<&'static str> {
+        Some(include_str!("../baseline.json"))
+    }
+
     async fn run(&self, ctx: &LabCtx) -> anyhow::Result<Report> {
         run::run(ctx).await
     }
 
     async fn serve(&self, ctx: &LabCtx) -> anyhow::Result<Option<ServeApp>> {
         // Validate before binding: a bad policy is a startup error, not a per-request surprise.
-        let config = LimitConfig::from_env()?;
-        let store = RedisStore::connect(ctx.redis_client(), ctx.redis_prefix()).await?;
-        let limits = Limits::new(
-            limiter::build(config.algorithm, config.policy, &store),
-            Arc::new(SystemClock),
-            config.fail_mode,
-        );
-        let router = api::router(AppState {
-            instance: "serve".into(),
-            limits: Some(limits),
-        });
-        let banner = format!(
-            "rate limiter: {} with {} (fail-{}); change with RATE_LIMIT_ALGORITHM, RATE_LIMIT_POLICY, RATE_LIMIT_FAIL_MODE\n\
-             \n\
-             # per API key; repeat to see RateLimit counting down, then a 429 with Retry-After\n\
-             curl -i -H 'x-api-key: demo-key-0001' {{base}}/v1/quote\n\
-             # the same key as a bearer token\n\
-             curl -i -H 'Authorization: Bearer demo-key-0001' {{base}}/v1/account\n\
-             # anonymous: limited per client IP; /v1/account then answers 401\n\
-             curl -i {{base}}/v1/quote\n\
-             curl -i {{base}}/v1/account\n\
-             # malformed key: 400 with a JSON error\n\
-             curl -i -H 'x-api-key: no spaces allowed' {{base}}/v1/quote\n\
-             # 20 requests in a row: watch the statuses\n\
-             for i in $(seq 20); do curl -s -o /dev/null -w '%{{http_code}} ' -H 'x-api-key: demo-key-0002' {{base}}/v1/quote; done; echo\n\
-             # the limiter's counters (admitted, rejected, failed_open, failed_closed)\n\
-             curl -s {{base}}/healthz",
-            config.algorithm.name(),
-            config.policy,
-            config.fail_mode,
-        );
-        Ok(Some(ServeApp {
-            router,
-            banner,
-            keep_alive: Vec::new(),
-        }))
+        serve(ctx, LimitConfig::from_env()?).await.map(Some)
     }
+}
+
+/// `lab serve rate-limiter`: one app instance on this run's Redis with `config`. Nothing
+/// here outlives the returned router (`keep_alive` is empty: no task, no helper server, no
+/// signal handler of its own), so the CLI's signal alone decides when and how it stops.
+pub async fn serve(ctx: &LabCtx, config: LimitConfig) -> anyhow::Result<ServeApp> {
+    let store = RedisStore::connect(ctx.redis_client(), ctx.redis_prefix()).await?;
+    let limits = Limits::new(
+        limiter::build(config.algorithm, config.policy, &store),
+        Arc::new(SystemClock),
+        config.fail_mode,
+    );
+    let router = api::router(AppState {
+        instance: "serve".into(),
+        limits: Some(limits),
+    });
+    let banner = format!(
+        "rate limiter: {} with {} (fail-{}); change with RATE_LIMIT_ALGORITHM, RATE_LIMIT_POLICY, \
+         RATE_LIMIT_FAIL_MODE\n\n{}",
+        config.algorithm.name(),
+        config.policy,
+        config.fail_mode,
+        include_str!("../curl.md"),
+    );
+    Ok(ServeApp {
+        router,
+        banner,
+        keep_alive: Vec::new(),
+    })
 }

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use lab_replica_lag::ReplicaLag;
 use lab_replica_lag::read_routing::{
     self, Db, ReadPolicy, Route, Session, read_profile, save_profile,
 };
@@ -15,9 +16,7 @@ use lab_replica_lag::recovery_conflict::{self, Setting};
 use lab_replica_lag::remote_apply::SyncPair;
 use lab_replica_lag::schema::{self, Sizes};
 use lab_replica_lag::standby::Standby;
-use lab_replica_lag::{FINDING_KEYS, ReplicaLag};
 use labkit::testing::{self, require};
-use labkit::{RunOptions, Scale};
 use sqlx::PgPool;
 
 const ONE_SECOND_LATE: Duration = Duration::from_secs(1);
@@ -246,7 +245,7 @@ async fn a_long_report_on_the_replica_is_cancelled_by_vacuum_replay_unless_hot_s
 }
 
 #[tokio::test]
-async fn the_whole_lab_reports_every_finding_key_with_samples_on_every_latency() {
+async fn a_smoke_run_keeps_its_contract_and_the_fixes_hold() {
     let t = testing::ctx("replica-lag").await;
     let Some(probe) = require(
         "a streaming replica",
@@ -256,26 +255,7 @@ async fn the_whole_lab_reports_every_finding_key_with_samples_on_every_latency()
         return;
     };
     drop(probe);
-    let outcome = labkit::run_lab(
-        &ReplicaLag,
-        &t.backends,
-        RunOptions {
-            scale: Scale::Smoke,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .expect("lab run");
-    let report = outcome.report;
-    for key in FINDING_KEYS {
-        let f = report
-            .finding_by_key(key)
-            .unwrap_or_else(|| panic!("missing {key}"));
-        assert!(f.value.is_finite(), "{key} = {}", f.value);
-        if f.unit == "ms" {
-            assert!(f.samples.is_some_and(|n| n > 0), "{key} has no samples");
-        }
-    }
+    let report = testing::smoke_run_keeps_its_contract(&ReplicaLag, &t).await;
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     // The fixes hold whatever the timings were.
     for key in [

@@ -3,7 +3,7 @@
 //! and the bench all serve [`router`].
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use axum::routing::get;
@@ -36,7 +36,7 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/v1/projects", get(rest::list_projects))
         .route("/v1/projects/{id}", get(rest::get_project))
         .route("/v1/projects/{id}/tasks", get(rest::project_tasks))
@@ -50,8 +50,9 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_string()) })
         .method_not_allowed_fallback(labkit::http::method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(state);
+    // 413 with the JSON body, and no connection reset for a client still sending.
+    labkit::http::body_limit(app, MAX_BODY_BYTES)
 }
 
 async fn graphql_get(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {

@@ -37,14 +37,20 @@ pub struct AppState {
 
 /// The one router `run`, `serve`, the tests and the bench use.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/events", post(direct))
         .route("/events/queued", post(queued))
         .route("/events/stats", get(stats))
         .fallback(labkit::http::not_found)
         .method_not_allowed_fallback(labkit::http::method_not_allowed)
-        .with_state(state)
+        .with_state(state);
+    // An event is a few hundred bytes (payload at most 4 KiB): a bigger body is a 413 with
+    // the JSON error body, answered without resetting the connection.
+    labkit::http::body_limit(app, MAX_BODY_BYTES)
 }
+
+/// The largest request body accepted: one event with its largest payload, and room to spare.
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The request body.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,37 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lab_write_path::WritePath;
+use labkit::testing::{my_server_dirs, processes_in};
 use labkit::{RunOptions, Scale};
-
-/// This process's labkit server directories.
-fn my_server_dirs() -> BTreeSet<PathBuf> {
-    let me = std::process::id().to_string();
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return BTreeSet::new();
-    };
-    entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("labkit-"))
-                && std::fs::read_to_string(p.join("owner.pid")).is_ok_and(|o| o.trim() == me)
-        })
-        .collect()
-}
-
-/// Processes whose command line names one of `dirs` (postgres -D <dir>/data, redis --dir <dir>).
-fn processes_in(dirs: &BTreeSet<PathBuf>) -> Vec<String> {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    procs
-        .flatten()
-        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|cmd| dirs.iter().any(|d| cmd.contains(&*d.to_string_lossy())))
-        .collect()
-}
 
 #[tokio::test]
 async fn interrupting_the_run_stops_the_labs_own_postgres_and_redis() {

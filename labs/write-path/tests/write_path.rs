@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use lab_write_path::WritePath;
 use lab_write_path::api::{self, AppState};
 use lab_write_path::insert_methods::{self, Method, OVERSIZED_ROWS};
 use lab_write_path::queue::{self, WriterConfig};
 use lab_write_path::schema::{self, Checksum};
 use lab_write_path::target::Target;
-use lab_write_path::{FINDING_KEYS, WritePath};
-use labkit::{RunOptions, Scale};
 use sqlx::Connection;
 
 #[tokio::test]
@@ -257,29 +256,10 @@ async fn bad_input_gets_a_json_4xx_never_a_500() {
 }
 
 #[tokio::test]
-async fn a_smoke_run_reports_every_promised_key_and_the_exact_numbers_hold() {
+async fn a_smoke_run_keeps_its_contract_and_the_exact_numbers_hold() {
     let t = labkit::testing::ctx("write-path").await;
-    let outcome = labkit::run_lab(
-        &WritePath,
-        &t.backends,
-        RunOptions {
-            scale: Scale::Smoke,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .expect("lab run");
-    let report = outcome.report;
+    let report = labkit::testing::smoke_run_keeps_its_contract(&WritePath, &t).await;
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
-    for key in FINDING_KEYS {
-        let f = report
-            .finding_by_key(key)
-            .unwrap_or_else(|| panic!("missing {key}"));
-        assert!(f.value.is_finite(), "{key} = {}", f.value);
-        if f.unit == "ms" {
-            assert!(f.samples.is_some_and(|n| n > 0), "{key} has no samples");
-        }
-    }
     // Exact, whatever the machine's speed.
     assert_eq!(report.get("fsync_on"), Some(1.0));
     assert_eq!(report.get("same_rows_every_method"), Some(1.0));

@@ -1,32 +1,12 @@
 //! The whole lab at smoke scale: it runs, its report carries every promised key, and the
 //! numbers that are invariants (not timings) hold.
 
-use lab_idempotency_keys::{FINDING_KEYS, IdempotencyKeys};
-use labkit::{RunOptions, Scale};
+use lab_idempotency_keys::IdempotencyKeys;
 
 #[tokio::test]
-async fn a_smoke_run_reports_every_promised_key_and_charges_exactly_once() {
+async fn a_smoke_run_keeps_its_contract_and_charges_exactly_once() {
     let t = labkit::testing::ctx("idempotency-keys").await;
-    let outcome = labkit::run_lab(
-        &IdempotencyKeys,
-        &t.backends,
-        RunOptions {
-            scale: Scale::Smoke,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .expect("lab run");
-    let report = outcome.report;
-    for key in FINDING_KEYS {
-        let f = report
-            .finding_by_key(key)
-            .unwrap_or_else(|| panic!("missing {key}"));
-        assert!(f.value.is_finite(), "{key} = {}", f.value);
-        if f.unit == "ms" {
-            assert!(f.samples.is_some_and(|n| n > 0), "{key} has no samples");
-        }
-    }
+    let report = labkit::testing::smoke_run_keeps_its_contract(&IdempotencyKeys, &t).await;
     // Exactly once, whatever the machine's speed.
     for (key, want) in [
         ("guarded_charges", 1.0),

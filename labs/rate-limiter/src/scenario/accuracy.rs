@@ -16,7 +16,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::limiter::{Algorithm, Decision, Limiter, LimiterError};
+use crate::limiter::{self, Algorithm, Decision, Limiter, LimiterError, RedisStore};
 use crate::policy::Policy;
 
 /// A fixed simulated epoch (2023-11-14), so window alignment is the same on every run.
@@ -175,6 +175,40 @@ pub async fn obedient_clients(
         }
     }
     Ok(truth)
+}
+
+/// One algorithm's three accuracy workloads.
+#[derive(Debug, Clone, Copy)]
+pub struct AlgorithmAccuracy {
+    /// The burst at 95 % of a window: the war story's edge.
+    pub edge: AccuracyRow,
+    /// The same burst on a window boundary, where every algorithm looks right.
+    pub window_start: AccuracyRow,
+    pub retries: RetryTruth,
+}
+
+/// Every algorithm through the three workloads, each on a fresh limiter (governor's clock
+/// only moves forward, so a workload cannot start before the previous one ended).
+pub async fn every_algorithm(
+    store: &RedisStore,
+    policy: Policy,
+    periods: u64,
+    obedient: (u32, u32),
+    seed: u64,
+) -> Result<Vec<AlgorithmAccuracy>, LimiterError> {
+    let edge_start = just_before_window_edge(&policy, policy.period_ms() / 20);
+    let window_start = just_before_window_edge(&policy, 0);
+    let mut rows = Vec::new();
+    for algorithm in Algorithm::ALL {
+        let fresh = || limiter::build(algorithm, policy, store);
+        rows.push(AlgorithmAccuracy {
+            edge: burst_accuracy(&*fresh(), "accuracy-edge", edge_start, periods).await?,
+            window_start: burst_accuracy(&*fresh(), "accuracy-window-start", window_start, periods)
+                .await?,
+            retries: obedient_clients(&*fresh(), "obedient", obedient.0, obedient.1, seed).await?,
+        });
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Cost: what a limiter adds to every request, in latency, Redis work and memory.
 //!
 //! - **Latency**: a closed loop of HTTP requests against the same routes with and without the
-//!   rate-limit layer; the difference in p50/p95 is the limiter's share. Variants run in
+//!   rate-limit layer; the difference in p50/p95 is the limiter's share. The lab's one load
+//!   phase: `--clients`, `--duration` and `--warmup` shape it. Variants run in
 //!   interleaved rounds (baseline, fixed window, ..., baseline, ...) so a noisy neighbour
 //!   slows all of them alike instead of whichever ran during the noise.
 //! - **Redis work**: `INFO commandstats` before and after a batch of decisions. Commands a
@@ -14,6 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{Method, StatusCode};
+use labkit::http::Connections;
 use labkit::{Bound, ClosedLoop, LatencySummary, Recorder};
 
 use crate::api::{AppState, router};
@@ -31,16 +34,33 @@ pub struct LatencyRow {
     pub summary: LatencySummary,
 }
 
-/// Closed-loop HTTP latency for the baseline and each algorithm. `keys` distinct API keys are
-/// cycled through, and the policy is generous, so (almost) every decision is an admission —
-/// the expensive path, with a write.
+impl LatencyRow {
+    pub fn name(&self) -> &'static str {
+        self.algorithm.map_or("no limiter", |a| a.name())
+    }
+}
+
+/// The latency phase's shape: `--clients` workers, `--duration` of measurement per variant
+/// (split over `rounds` interleaved rounds), `--warmup` before each variant's first round.
+#[derive(Debug, Clone, Copy)]
+pub struct LatencyShape {
+    pub workers: usize,
+    pub per_variant: Duration,
+    pub rounds: u32,
+    pub warmup: Duration,
+    /// Distinct API keys the requests cycle through.
+    pub keys: usize,
+}
+
+/// Closed-loop HTTP latency for the baseline and each algorithm, one keep-alive connection
+/// per worker (`labkit::http::Connections`: the driver costs microseconds, not reqwest's
+/// tens, so it does not become what it measures). The keys are cycled through and the
+/// policy is generous, so (almost) every decision is an admission — the expensive path,
+/// with a write.
 pub async fn latency(
     client: &redis::Client,
     prefix: &str,
-    workers: usize,
-    per_round: Duration,
-    rounds: u32,
-    keys: usize,
+    shape: LatencyShape,
 ) -> anyhow::Result<Vec<LatencyRow>> {
     // 1e6 requests per minute per key: never the limiting factor here.
     let policy = Policy::new(1_000_000, Duration::from_secs(60), 1_000_000)?;
@@ -64,33 +84,54 @@ pub async fn latency(
         let instance = v.map_or("baseline", |a| a.id()).to_string();
         servers.push(labkit::http::spawn(router(AppState { instance, limits })).await?);
     }
-    let keys: Arc<Vec<String>> = Arc::new((0..keys).map(|i| format!("cost-key-{i:05}")).collect());
-    let http = labkit::http::client();
+    let conns: Vec<Arc<Connections>> = servers
+        .iter()
+        .map(|s| Connections::new(s.addr, shape.workers))
+        .collect();
+    let keys: Arc<Vec<String>> = Arc::new(
+        (0..shape.keys)
+            .map(|i| format!("cost-key-{i:05}"))
+            .collect(),
+    );
+    let rounds = shape.rounds.max(1);
+    let per_round = shape.per_variant / rounds;
     let mut recorders = vec![Recorder::new(); variants.len()];
     let mut elapsed = vec![Duration::ZERO; variants.len()];
-    // Round 0 is a warm-up, thrown away: connections open, scripts load, allocators settle.
-    for round in 0..=rounds {
-        let length = if round == 0 { per_round / 4 } else { per_round };
-        for (i, server) in servers.iter().enumerate() {
-            let url = server.url("/v1/quote");
-            let (http, keys) = (http.clone(), keys.clone());
-            let result = labkit::closed_loop(
-                ClosedLoop::new(workers, Bound::Duration(length)),
-                move |call| {
-                    let request = http
-                        .get(&url)
-                        .header("x-api-key", &keys[call.seq as usize % keys.len()]);
-                    async move {
-                        let response = request.send().await?;
-                        response.error_for_status()?.bytes().await
+    // Interleaved rounds: a noisy neighbour slows every variant alike.
+    for round in 1..=rounds {
+        for (i, v) in variants.iter().enumerate() {
+            let name = v.map_or("no limiter", |a| a.name());
+            let warmup = if round == 1 {
+                shape.warmup
+            } else {
+                Duration::ZERO
+            };
+            let cfg = ClosedLoop::new(shape.workers, Bound::Duration(per_round))
+                .warmup(warmup)
+                .label(format!("latency: {name}, round {round}/{rounds}"));
+            let (conns, keys) = (conns[i].clone(), keys.clone());
+            let result = labkit::closed_loop(cfg, move |call| {
+                let (conns, keys) = (conns.clone(), keys.clone());
+                async move {
+                    let key = keys[call.seq as usize % keys.len()].as_str();
+                    let reply = conns
+                        .get(call.worker)
+                        .await
+                        .send(Method::GET, "/v1/quote", &[("x-api-key", key)], None)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    match reply.status {
+                        StatusCode::OK => Ok(()),
+                        other => Err(format!("unexpected status {other}")),
                     }
-                },
-            )
+                }
+            })
             .await;
-            if round > 0 {
-                recorders[i].merge(&result.recorder);
-                elapsed[i] += Duration::from_secs_f64(result.summary.elapsed_s);
+            if let Some(e) = &result.first_error {
+                tracing::warn!(variant = name, "latency phase had errors, first: {e}");
             }
+            recorders[i].merge(&result.recorder);
+            elapsed[i] += Duration::from_secs_f64(result.summary.elapsed_s);
         }
     }
     for s in servers {
@@ -119,19 +160,16 @@ pub struct OpsRow {
     pub commands: String,
 }
 
-/// `INFO commandstats` as command name → calls.
+/// `INFO commandstats` as command name → calls (`cmdstat_get:calls=3,usec=…`).
 async fn commandstats(
     conn: &mut redis::aio::MultiplexedConnection,
 ) -> redis::RedisResult<BTreeMap<String, u64>> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await?;
-    Ok(info
-        .lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
+    Ok(labkit::redis_info::info(conn, "commandstats")
+        .await?
+        .into_iter()
+        .filter_map(|(field, value)| {
+            let name = field.strip_prefix("cmdstat_")?;
+            let calls = value
                 .strip_prefix("calls=")?
                 .split(',')
                 .next()?

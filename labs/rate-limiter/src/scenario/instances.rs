@@ -7,10 +7,13 @@
 //!
 //! Time is a [`ManualClock`] shared by the instances (the lab's stand-in for NTP-synced hosts),
 //! advanced before each request; the requests go out one at a time, so the run is exact.
+//! Each instance gets one keep-alive connection (`labkit::http::Conn`), as a load balancer
+//! keeps one per backend.
 
 use std::sync::Arc;
 
-use reqwest::StatusCode;
+use axum::http::{Method, StatusCode};
+use labkit::http::Conn;
 
 use crate::api::{AppState, router};
 use crate::clock::ManualClock;
@@ -81,23 +84,20 @@ impl Fleet {
     /// instance `i % n`. Returns how many got a 200.
     pub async fn send_round_robin(
         &self,
-        http: &reqwest::Client,
         clock: &ManualClock,
         key: &str,
         start_ms: u64,
         times: &[u64],
     ) -> anyhow::Result<u64> {
+        let mut conns: Vec<Conn> = self.servers.iter().map(|s| Conn::new(s.addr)).collect();
+        let n = conns.len();
         let mut admitted = 0;
         for (i, &t) in times.iter().enumerate() {
             clock.set(start_ms + t);
-            let server = &self.servers[i % self.servers.len()];
-            let status = http
-                .get(server.url("/v1/quote"))
-                .header("x-api-key", key)
-                .send()
-                .await?
-                .status();
-            match status {
+            let reply = conns[i % n]
+                .send(Method::GET, "/v1/quote", &[("x-api-key", key)], None)
+                .await?;
+            match reply.status {
                 StatusCode::OK => admitted += 1,
                 StatusCode::TOO_MANY_REQUESTS => {}
                 other => anyhow::bail!("instance {i}: unexpected status {other}"),
@@ -123,7 +123,6 @@ pub async fn one_vs_four(
     prefix: &str,
     periods: u64,
 ) -> anyhow::Result<InstancesRow> {
-    let http = labkit::http::client();
     let times = burst_then_too_fast(&policy, periods, 6);
     let clock = ManualClock::at(EPOCH_MS);
     let mut admitted = [0; 2];
@@ -140,7 +139,7 @@ pub async fn one_vs_four(
         .await?;
         let key = format!("instances-{}-{n}x", algorithm.id().replace('_', "-"));
         admitted[slot] = fleet
-            .send_round_robin(&http, &clock, &key, EPOCH_MS, &times)
+            .send_round_robin(&clock, &key, EPOCH_MS, &times)
             .await?;
         fleet.stop().await;
     }
@@ -150,4 +149,18 @@ pub async fn one_vs_four(
         one_instance: admitted[0],
         four_instances: admitted[1],
     })
+}
+
+/// [`one_vs_four`] for every algorithm.
+pub async fn every_algorithm(
+    policy: Policy,
+    client: &redis::Client,
+    prefix: &str,
+    periods: u64,
+) -> anyhow::Result<Vec<InstancesRow>> {
+    let mut rows = Vec::new();
+    for algorithm in Algorithm::ALL {
+        rows.push(one_vs_four(algorithm, policy, client, prefix, periods).await?);
+    }
+    Ok(rows)
 }

@@ -1,8 +1,9 @@
 //! Redis down mid-run: fail-open versus fail-closed.
 //!
-//! A dedicated throwaway Redis (not the run's shared one, which other scenarios and the
-//! harness still need) backs two app instances running GCRA: one fails open, one fails
-//! closed. The same traffic goes to both; halfway through, the Redis process is stopped.
+//! A Redis of the scenario's own (`LabCtx::dedicated_redis`: a process on the local backend,
+//! a container on docker; the run's shared Redis is still needed by the harness) backs two
+//! app instances running GCRA: one fails open, one fails closed. The same traffic goes to
+//! both, on a manual clock, one request at a time; halfway through, the Redis is stopped.
 //! Counted per phase: 200s, 429s and 503s, the decision latency while Redis is gone (a limiter
 //! that waits for a dead Redis would turn its outage into the API's), and whether the servers
 //! still answer.
@@ -10,10 +11,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use labkit::Recorder;
-use labkit::backend::local::{LocalBins, LocalRedis, RedisOptions};
+use axum::http::{Method, StatusCode};
+use labkit::backend::local::RedisOptions;
+use labkit::ctx::DedicatedRedis;
+use labkit::http::Conn;
 use labkit::measure::LatencySummary;
-use reqwest::StatusCode;
+use labkit::{ExtraError, LabCtx, Recorder};
 
 use crate::api::{AppState, router};
 use crate::clock::ManualClock;
@@ -43,30 +46,40 @@ pub struct OutageResult {
     pub servers_healthy: bool,
 }
 
-pub enum Outage {
-    Measured(OutageResult),
-    /// No local `redis-server` to stop (e.g. an `env` backend on another machine).
-    Skipped(String),
-}
-
-/// Run the outage scenario: `per_phase` requests with Redis up, then `per_phase` with it down,
-/// from `clients` API keys at 3× their rate — enough to exhaust the burst, so the phase with
-/// Redis up shows the 429s that fail-open stops sending once Redis is gone.
-pub async fn redis_goes_down(
+/// Start the scenario's own Redis and run the outage on it; `Ok(Err(why))` when this backend
+/// cannot give the lab a Redis to stop (the env backend's one Redis belongs to the user).
+pub async fn run(
+    ctx: &LabCtx,
     policy: Policy,
     per_phase: u64,
     clients: u64,
-) -> anyhow::Result<Outage> {
-    let bins = match LocalBins::find() {
-        Ok(b) => b,
-        Err(e) => return Ok(Outage::Skipped(e)),
+) -> anyhow::Result<Result<OutageResult, String>> {
+    let server = match ctx.dedicated_redis(&RedisOptions::default()).await {
+        Ok(s) => s,
+        Err(ExtraError::Unavailable(why)) => return Ok(Err(why)),
+        Err(e) => return Err(e.into()),
     };
-    let mut redis = LocalRedis::start(&bins, &RedisOptions::default()).await?;
-    let client = redis::Client::open(redis.url())?;
+    Ok(Ok(
+        redis_goes_down(server, policy, per_phase, clients).await?
+    ))
+}
+
+/// Run the outage scenario on `redis`: `per_phase` requests with Redis up, then `per_phase`
+/// with it stopped, from `clients` API keys at 3× their rate — enough to exhaust the burst,
+/// so the phase with Redis up shows the 429s that fail-open stops sending once Redis is gone.
+pub async fn redis_goes_down(
+    mut redis: DedicatedRedis,
+    policy: Policy,
+    per_phase: u64,
+    clients: u64,
+) -> anyhow::Result<OutageResult> {
+    let client = redis.client();
     let clock = ManualClock::at(EPOCH_MS);
 
     let mut instances = Vec::new();
     for mode in [FailMode::Open, FailMode::Closed] {
+        // The serving deadline (250 ms), not the measurement one: how fast a request fails
+        // over while Redis is gone is part of what this scenario shows.
         let store = RedisStore::connect(client.clone(), format!("outage:{mode}:")).await?;
         let limits = Limits::new(
             limiter::build(Algorithm::Gcra, policy, &store),
@@ -77,21 +90,22 @@ pub async fn redis_goes_down(
             instance: format!("fail-{mode}"),
             limits: Some(limits.clone()),
         });
-        instances.push((mode, limits, labkit::http::spawn(app).await?));
+        let server = labkit::http::spawn(app).await?;
+        let conn = Conn::new(server.addr);
+        instances.push((mode, limits, server, conn));
     }
 
-    let http = labkit::http::client();
     // All clients together, each at 3× its rate: 3 × quota × clients per period.
     let step = (policy.period_ms() / (3 * policy.quota() as u64 * clients)).max(1);
     let mut phases = Vec::new();
     let mut seq = 0u64;
     for redis_up in [true, false] {
         if !redis_up {
-            redis.stop();
+            redis.stop().await;
         }
         let mut rows: Vec<(PhaseRow, Recorder)> = instances
             .iter()
-            .map(|(mode, _, _)| {
+            .map(|(mode, ..)| {
                 let row = PhaseRow {
                     mode: *mode,
                     redis_up,
@@ -109,17 +123,14 @@ pub async fn redis_goes_down(
             clock.advance(step);
             let key = format!("outage-client-{:03}", seq % clients);
             seq += 1;
-            for ((_, _, server), (row, rec)) in instances.iter().zip(rows.iter_mut()) {
+            for ((.., conn), (row, rec)) in instances.iter_mut().zip(rows.iter_mut()) {
                 let t0 = Instant::now();
-                let status = http
-                    .get(server.url("/v1/quote"))
-                    .header("x-api-key", &key)
-                    .send()
-                    .await?
-                    .status();
+                let reply = conn
+                    .send(Method::GET, "/v1/quote", &[("x-api-key", &key)], None)
+                    .await?;
                 rec.record(t0.elapsed());
                 row.sent += 1;
-                match status {
+                match reply.status {
                     StatusCode::OK => row.ok += 1,
                     StatusCode::TOO_MANY_REQUESTS => row.rate_limited += 1,
                     StatusCode::SERVICE_UNAVAILABLE => row.unavailable += 1,
@@ -136,16 +147,15 @@ pub async fn redis_goes_down(
 
     let mut servers_healthy = true;
     let mut stats = Vec::new();
-    for (mode, limits, server) in instances {
-        let health = http.get(server.url("/healthz")).send().await?;
-        servers_healthy &= health.status() == StatusCode::OK;
+    for (mode, limits, server, mut conn) in instances {
+        servers_healthy &= conn.get("/healthz").await?.status == StatusCode::OK;
         stats.push((mode, limits.stats.snapshot()));
         server.stop().await;
     }
     drop(redis);
-    Ok(Outage::Measured(OutageResult {
+    Ok(OutageResult {
         phases,
         stats,
         servers_healthy,
-    }))
+    })
 }
