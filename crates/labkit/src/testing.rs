@@ -185,3 +185,62 @@ pub fn processes_in(dirs: &std::collections::BTreeSet<std::path::PathBuf>) -> Ve
         .filter(|cmd| dirs.iter().any(|d| cmd.contains(&*d.to_string_lossy())))
         .collect()
 }
+
+/// "Press Ctrl-C" in the middle of a smoke run of `lab`, the way the CLI does (it drops the
+/// run's future), once `now` says so, then check nothing the run started is left: no server
+/// directory, no process running out of one.
+///
+/// `now` is called every 20 ms with the labkit server directories this run has started so
+/// far (still present); the run is dropped the first time it returns true. Returns every
+/// directory seen on the way, for the test's own assertions (how many servers it saw).
+/// Panics if the run finishes first, or takes more than 5 minutes to get there.
+///
+/// Run it in a test binary of its own: directories are told apart by `owner.pid`, this
+/// process.
+pub async fn interrupt_when(
+    lab: &dyn crate::Lab,
+    t: &TestCtx,
+    mut now: impl FnMut(&std::collections::BTreeSet<std::path::PathBuf>) -> bool,
+) -> std::collections::BTreeSet<std::path::PathBuf> {
+    use std::time::Duration;
+    let before = my_server_dirs();
+    let run = crate::run_lab(
+        lab,
+        &t.backends,
+        RunOptions {
+            scale: Scale::Smoke,
+            ..RunOptions::default()
+        },
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let watch = async {
+        loop {
+            let running: std::collections::BTreeSet<_> =
+                my_server_dirs().difference(&before).cloned().collect();
+            seen.extend(running.iter().cloned());
+            if now(&running) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        outcome = run => panic!(
+            "{}: the run finished before the moment to interrupt it: {:?}",
+            lab.id(),
+            outcome.map(|o| o.report.skipped)
+        ),
+        watched = tokio::time::timeout(Duration::from_secs(300), watch) =>
+            watched.expect("the moment to interrupt came within 5 minutes"),
+    }
+    // The run's future is dropped here, as the CLI drops it on Ctrl-C.
+    let left: Vec<_> = seen.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "{}: left behind: {left:?}", lab.id());
+    assert_eq!(
+        processes_in(&seen),
+        Vec::<String>::new(),
+        "{}: servers still run out of the run's directories",
+        lab.id()
+    );
+    seen
+}
