@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use benches::Bench;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lab_locking_and_queues::queue::{ClaimMode, QUEUE, claim_rolled_back};
 use lab_locking_and_queues::schema;
@@ -20,6 +21,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 const JOBS: i64 = 10_000;
 const IN_FLIGHT: usize = 7;
+const GROUP: &str = "locking-and-queues/one-claim";
 
 async fn claim(pool: &PgPool, mode: ClaimMode) -> Result<i64, sqlx::Error> {
     let mut conn = pool.acquire().await?;
@@ -28,37 +30,38 @@ async fn claim(pool: &PgPool, mode: ClaimMode) -> Result<i64, sqlx::Error> {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = benches::runtime();
-    let t = benches::ctx(&rt, "locking-and-queues", Scale::Smoke);
-    let pool = rt.block_on(async {
-        schema::create(&t.ctx.pg).await.expect("schema");
-        schema::enqueue(&t.ctx.pg, QUEUE, JOBS)
+    let b = Bench::throwaway("locking-and-queues", Scale::Smoke);
+    let t = &b;
+    let pool = b.block_on(async {
+        schema::create(&t.ctx().pg).await.expect("schema");
+        schema::enqueue(&t.ctx().pg, QUEUE, JOBS)
             .await
             .expect("enqueue");
         sqlx::query("VACUUM ANALYZE jobs")
-            .execute(&t.ctx.pg)
+            .execute(&t.ctx().pg)
             .await
             .expect("vacuum");
-        t.ctx.new_pool(1).await.expect("one-connection pool")
+        t.ctx().new_pool(1).await.expect("one-connection pool")
     });
 
-    let mut group = c.benchmark_group("locking-and-queues/one-claim");
+    let mut group = c.benchmark_group(GROUP);
     group
         .sample_size(30)
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_millis(500));
     for mode in [ClaimMode::ForUpdate, ClaimMode::SkipLocked] {
-        group.bench_function(format!("{}/idle", mode.key()), |b| {
-            b.to_async(&rt)
+        group.bench_function(format!("{}/idle", mode.key()), |bench| {
+            bench
+                .to_async(&b.rt)
                 .iter(|| async { claim(&pool, mode).await.expect("claim") })
         });
     }
 
     // Seven workers mid-job: each holds the oldest job it could get, in an open transaction.
-    let holders: Vec<PgConnection> = rt.block_on(async {
+    let holders: Vec<PgConnection> = b.block_on(async {
         let mut held = Vec::new();
         for _ in 0..IN_FLIGHT {
-            let mut conn = PgConnection::connect(t.ctx.database_url())
+            let mut conn = PgConnection::connect(t.ctx().database_url())
                 .await
                 .expect("connect");
             sqlx::raw_sql("BEGIN")
@@ -74,7 +77,7 @@ fn bench(c: &mut Criterion) {
         }
         held
     });
-    let skipped_to = rt
+    let skipped_to = b
         .block_on(claim(&pool, ClaimMode::SkipLocked))
         .expect("claim");
     assert_eq!(
@@ -82,45 +85,58 @@ fn bench(c: &mut Criterion) {
         IN_FLIGHT as i64 + 1,
         "SKIP LOCKED takes the first free job"
     );
-    group.bench_function(format!("skip_locked/{IN_FLIGHT}-in-flight"), |b| {
-        b.to_async(&rt)
+    group.bench_function(format!("skip_locked/{IN_FLIGHT}-in-flight"), |bench| {
+        bench
+            .to_async(&b.rt)
             .iter(|| async { claim(&pool, ClaimMode::SkipLocked).await.expect("claim") })
     });
     group.finish();
 
-    // The ratios a reader would quote, from labkit's sequential timer (p50 of 2,000 claims).
-    let n = 2_000;
-    let skip_busy = rt.block_on(labkit::measure::sequential(n, |_| {
-        claim(&pool, ClaimMode::SkipLocked)
-    }));
-    rt.block_on(async {
+    b.block_on(async {
         for mut conn in holders {
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
             let _ = conn.close().await;
         }
     });
-    let (for_update, skip_idle) = rt.block_on(async {
-        (
-            labkit::measure::sequential(n, |_| claim(&pool, ClaimMode::ForUpdate)).await,
-            labkit::measure::sequential(n, |_| claim(&pool, ClaimMode::SkipLocked)).await,
-        )
-    });
-    println!(
-        "locking-and-queues: one claim on an idle queue: SKIP LOCKED p50 {:.3} ms = {:.2}x FOR UPDATE ({:.3} ms) — the clause costs nothing by itself",
-        skip_idle.p50_ms,
-        skip_idle.p50_ms / for_update.p50_ms.max(1e-9),
-        for_update.p50_ms
-    );
-    println!(
-        "locking-and-queues: with {IN_FLIGHT} jobs in flight SKIP LOCKED p50 {:.3} ms ({:.2}x idle); FOR UPDATE would wait for job 1's worker to commit",
-        skip_busy.p50_ms,
-        skip_busy.p50_ms / skip_idle.p50_ms.max(1e-9)
-    );
 
-    rt.block_on(async {
-        pool.close().await;
-        t.finish().await;
-    });
+    let busy = format!("skip_locked/{IN_FLIGHT}-in-flight");
+    b.summary(
+        GROUP,
+        format!("{JOBS} queued jobs, one client, BEGIN; claim; ROLLBACK per iteration"),
+    )
+    .label("for_update/idle", "FOR UPDATE, nobody else working: job 1")
+    .label(
+        "skip_locked/idle",
+        "FOR UPDATE SKIP LOCKED, nobody else working: job 1",
+    )
+    .label(
+        &busy,
+        &format!(
+            "SKIP LOCKED with jobs 1–{IN_FLIGHT} held by other workers: job {}",
+            IN_FLIGHT + 1
+        ),
+    )
+    .when(&["skip_locked/idle", "for_update/idle"], |e| {
+        format!(
+            "one claim on an idle queue: SKIP LOCKED {} = {:.2}× FOR UPDATE ({}) — the clause \
+             costs nothing by itself",
+            e[0],
+            e[0].ns / e[1].ns,
+            e[1]
+        )
+    })
+    .when(&[&busy, "skip_locked/idle"], |e| {
+        format!(
+            "with {IN_FLIGHT} jobs in flight SKIP LOCKED claims in {} ({:.2}× idle); FOR \
+             UPDATE would wait for job 1's worker to commit",
+            e[0],
+            e[0].ns / e[1].ns
+        )
+    })
+    .finish();
+
+    b.block_on(pool.close());
+    b.finish();
 }
 
 criterion_group!(benches, bench);

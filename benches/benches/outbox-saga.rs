@@ -4,27 +4,37 @@
 //! the same transaction with that trigger disabled (a relay that polls instead).
 //!
 //! The tables hold a history first (100,000 orders, 100,000 sent outbox rows), so the inserts
-//! land in indexes of a realistic depth; between variants the relay's job is done by hand
-//! (every row marked sent), so each variant starts from an empty unsent backlog.
+//! land in indexes of a realistic depth. What a sample inserted (the bench's orders, customer
+//! 0, and their unsent outbox rows) is deleted after the sample, outside the timing, so the
+//! tables stay the history's size and every variant starts from an empty unsent backlog.
 //!
 //! Run with `cargo bench -p benches --bench outbox-saga`. The load-shaped numbers (relay lag
 //! under write load, duplicates under crashes) come from `lab run outbox-saga`.
 
 use std::time::Duration;
 
+use benches::Bench;
+use benches::iters::then_reset;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lab_outbox_saga::orders::{self, NewOrder};
 use lab_outbox_saga::schema::{self, Services};
 use labkit::Scale;
-use labkit::measure::sequential;
 
 const HISTORY: u64 = 100_000;
+const GROUP: &str = "outbox-saga/place-one-order";
+/// The bench's orders: the history's customers are 1 … 50,001.
+const BENCH_CUSTOMER: i64 = 0;
 
-async fn mark_all_sent(svc: &Services) {
-    sqlx::query("UPDATE outbox SET sent_at = now() WHERE sent_at IS NULL")
-        .execute(&svc.orders)
-        .await
-        .expect("mark sent");
+/// What a sample wrote: the bench's orders and the unsent outbox rows (the history's are
+/// all sent).
+async fn delete_written(svc: &Services) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM outbox WHERE sent_at IS NULL; \
+         DELETE FROM orders WHERE customer_id = {BENCH_CUSTOMER}"
+    )))
+    .execute(&svc.orders)
+    .await
+    .expect("delete what the sample wrote");
 }
 
 async fn notify_trigger(svc: &Services, on: bool) {
@@ -40,16 +50,16 @@ async fn notify_trigger(svc: &Services, on: bool) {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = benches::runtime();
-    let t = benches::ctx(&rt, "outbox-saga", Scale::Smoke);
-    let svc = rt.block_on(async {
-        let svc = Services::connect(&t.ctx, 2).await.expect("pools");
-        schema::create(&t.ctx.pg, &svc).await.expect("schema");
+    let b = Bench::throwaway("outbox-saga", Scale::Smoke);
+    let t = &b;
+    let svc = b.block_on(async {
+        let svc = Services::connect(t.ctx(), 2).await.expect("pools");
+        schema::create(&t.ctx().pg, &svc).await.expect("schema");
         labkit::seed::generate(
-            &t.ctx.pg,
+            &t.ctx().pg,
             "orders history",
             HISTORY,
-            t.ctx.seed,
+            t.ctx().seed,
             "INSERT INTO orders.orders (id, customer_id, sku, quantity, amount_cents, card, status)
              SELECT md5(g::text || ':' || $3::text)::uuid, 1 + (labkit_uniform(g, $3, 1) * 50000)::bigint,
                     'book', 1, 1299, 'tok_visa', 'confirmed'
@@ -59,10 +69,10 @@ fn bench(c: &mut Criterion) {
         .await
         .expect("seed orders");
         labkit::seed::generate(
-            &t.ctx.pg,
+            &t.ctx().pg,
             "outbox history",
             HISTORY,
-            t.ctx.seed,
+            t.ctx().seed,
             "INSERT INTO orders.outbox (id, aggregatetype, aggregateid, type, payload, created_at, sent_at)
              SELECT md5('outbox:' || g::text || ':' || $3::text)::uuid, 'order',
                     md5(g::text || ':' || $3::text)::uuid::text, 'OrderPlaced',
@@ -74,78 +84,88 @@ fn bench(c: &mut Criterion) {
         .await
         .expect("seed outbox");
         sqlx::query("VACUUM ANALYZE orders.orders, orders.outbox")
-            .execute(&t.ctx.pg)
+            .execute(&t.ctx().pg)
             .await
             .expect("vacuum");
         svc
     });
-    let order = || NewOrder::new(7, "book", 1, "tok_visa");
+    let order = || NewOrder::new(BENCH_CUSTOMER, "book", 1, "tok_visa");
+    let (pool, svc) = (&svc.orders, &svc);
+    let reset = async || delete_written(svc).await;
+    let reset = &reset;
 
-    let mut g = c.benchmark_group("outbox-saga/place-one-order");
+    let mut g = c.benchmark_group(GROUP);
     g.sample_size(30)
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_millis(500));
-    g.bench_function("plain_insert", |b| {
-        b.to_async(&rt).iter(|| async {
-            orders::place_plain(&svc.orders, &order())
-                .await
-                .expect("insert")
+    g.bench_function("plain_insert", |bench| {
+        bench.to_async(&b.rt).iter_custom(|iters| {
+            let op = async move |_| orders::place_plain(pool, &order()).await.expect("insert");
+            async move { then_reset(iters, &op, reset).await }
         })
     });
-    g.bench_function("outbox_with_notify", |b| {
-        b.to_async(&rt).iter(|| async {
-            orders::place_with_outbox(&svc.orders, &order())
-                .await
-                .expect("outbox insert")
-        })
+    let with_outbox = async move |_| {
+        orders::place_with_outbox(pool, &order())
+            .await
+            .expect("outbox insert")
+    };
+    let with_outbox = &with_outbox;
+    g.bench_function("outbox_with_notify", |bench| {
+        bench
+            .to_async(&b.rt)
+            .iter_custom(|iters| async move { then_reset(iters, with_outbox, reset).await })
     });
-    rt.block_on(mark_all_sent(&svc));
-    rt.block_on(notify_trigger(&svc, false));
-    g.bench_function("outbox_without_notify", |b| {
-        b.to_async(&rt).iter(|| async {
-            orders::place_with_outbox(&svc.orders, &order())
-                .await
-                .expect("outbox insert")
-        })
+    b.block_on(notify_trigger(svc, false));
+    g.bench_function("outbox_without_notify", |bench| {
+        bench
+            .to_async(&b.rt)
+            .iter_custom(|iters| async move { then_reset(iters, with_outbox, reset).await })
     });
     g.finish();
-    rt.block_on(notify_trigger(&svc, true));
-    rt.block_on(mark_all_sent(&svc));
+    b.block_on(notify_trigger(svc, true));
 
-    // The ratio a reader would quote, from the same operations timed one after another.
-    let n = 2000;
-    let pool = &svc.orders;
-    let (plain, outbox, quiet) = rt.block_on(async {
-        let plain = sequential(
-            n,
-            |_| async move { orders::place_plain(pool, &order()).await },
+    b.summary(
+        GROUP,
+        format!("{HISTORY} orders and {HISTORY} sent outbox rows of history, one client"),
+    )
+    .label("plain_insert", "INSERT the order, autocommit")
+    .label(
+        "outbox_with_notify",
+        "order + outbox row in one transaction, NOTIFY trigger (the lab)",
+    )
+    .label(
+        "outbox_without_notify",
+        "order + outbox row in one transaction, no trigger (a polling relay)",
+    )
+    .when(&["outbox_with_notify", "plain_insert"], |e| {
+        format!(
+            "the order and its outbox row in one transaction cost {} vs {} for the plain \
+             insert ({:.2}×): the price of never losing the event",
+            e[0],
+            e[1],
+            e[0].ns / e[1].ns
         )
-        .await;
-        let with_outbox = async |_| orders::place_with_outbox(pool, &order()).await;
-        let outbox = sequential(n, with_outbox).await;
-        mark_all_sent(&svc).await;
-        notify_trigger(&svc, false).await;
-        let quiet = sequential(n, with_outbox).await;
-        notify_trigger(&svc, true).await;
-        (plain, outbox, quiet)
-    });
-    println!(
-        "outbox-saga: order + outbox row in one transaction p50 {:.3} ms vs plain insert {:.3} ms ({:.2}x, n={n} each)",
-        outbox.p50_ms,
-        plain.p50_ms,
-        outbox.p50_ms / plain.p50_ms.max(1e-9)
-    );
-    println!(
-        "outbox-saga: without the NOTIFY trigger the outbox write is {:.3} ms p50 ({:.2}x plain); NOTIFY adds {:.3} ms",
-        quiet.p50_ms,
-        quiet.p50_ms / plain.p50_ms.max(1e-9),
-        outbox.p50_ms - quiet.p50_ms
-    );
+    })
+    .when(
+        &[
+            "outbox_without_notify",
+            "outbox_with_notify",
+            "plain_insert",
+        ],
+        |e| {
+            format!(
+                "without the NOTIFY trigger the outbox write costs {} ({:.2}× plain); NOTIFY \
+                 adds {}",
+                e[0],
+                e[0].ns / e[2].ns,
+                benches::summary::fmt_time(e[1].ns - e[0].ns)
+            )
+        },
+    )
+    .finish();
 
-    rt.block_on(async {
-        svc.close().await;
-        t.finish().await;
-    });
+    b.block_on(svc.close());
+    b.finish();
 }
 
 criterion_group!(benches, bench);

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use benches::Bench;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lab_replica_lag::read_routing::{self, Db, Lsn, ReadPolicy, Session};
 use lab_replica_lag::schema::{self, Sizes};
@@ -15,55 +16,58 @@ use lab_replica_lag::standby::Standby;
 use labkit::Scale;
 
 const USER: i64 = 4_242;
+const PROFILES: u64 = 100_000;
+const GROUP: &str = "replica-lag/read-own-profile-caught-up";
 
 fn bench(c: &mut Criterion) {
-    let rt = benches::runtime();
-    let t = benches::ctx(&rt, "replica-lag", Scale::Smoke);
-    let setup = rt.block_on(async {
-        let natural = Standby::natural(&t.ctx).await?;
+    let b = Bench::throwaway("replica-lag", Scale::Smoke);
+    let t = &b;
+    let setup = b.block_on(async {
+        let natural = Standby::natural(t.ctx()).await?;
         schema::load(
-            &t.ctx,
+            t.ctx(),
             Sizes {
-                profiles: 100_000,
+                profiles: PROFILES,
                 report_rows: 1_000,
             },
         )
         .await?;
         // The user's last write, already replayed: the LSN check passes at once.
-        let db = Db::new("streaming replica", &t.ctx.pg, &natural.pool);
+        let db = Db::new("streaming replica", &t.ctx().pg, &natural.pool);
         let mut session = Session::default();
         read_routing::save_profile(&db, lsn_wait(), &mut session, USER, "bench").await?;
         let lsn = session.pending_lsn.clone().expect("LSN remembered");
-        natural.catch_up(&t.ctx.pg).await?;
+        natural.catch_up(&t.ctx().pg).await?;
         anyhow::Ok((natural, db, lsn))
     });
     let (natural, db, lsn) = match setup {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("replica-lag bench skipped: it needs a streaming replica: {e}");
-            rt.block_on(t.finish());
+            eprintln!("replica-lag bench skipped: it needs a streaming replica: {e:#}");
+            b.finish();
             return;
         }
     };
 
-    let mut group = c.benchmark_group("replica-lag/read-own-profile-caught-up");
+    let mut group = c.benchmark_group(GROUP);
     group
         .sample_size(30)
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_millis(500));
-    group.bench_function("replica", |b| {
-        b.to_async(&rt).iter(|| async {
+    group.bench_function("replica", |bench| {
+        bench.to_async(&b.rt).iter(|| async {
             read_routing::profile(&db.replica, USER)
                 .await
                 .expect("read")
         })
     });
-    group.bench_function("lsn-wait-then-replica", |b| {
-        b.to_async(&rt)
+    group.bench_function("lsn-wait-then-replica", |bench| {
+        bench
+            .to_async(&b.rt)
             .iter(|| async { lsn_wait_read(&db, &lsn).await })
     });
-    group.bench_function("primary", |b| {
-        b.to_async(&rt).iter(|| async {
+    group.bench_function("primary", |bench| {
+        bench.to_async(&b.rt).iter(|| async {
             read_routing::profile(&db.primary, USER)
                 .await
                 .expect("read")
@@ -71,35 +75,39 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    // The ratio a reader would quote, from labkit's sequential timer (p50 of 2,000 reads each).
-    let (replica, lsn_read, primary) = rt.block_on(async {
-        let n = 2_000;
-        let replica =
-            labkit::measure::sequential(n, |_| read_routing::profile(&db.replica, USER)).await;
-        let lsn_read = labkit::measure::sequential(n, |_| async {
-            Ok::<_, std::convert::Infallible>(lsn_wait_read(&db, &lsn).await)
-        })
-        .await;
-        let primary =
-            labkit::measure::sequential(n, |_| read_routing::profile(&db.primary, USER)).await;
-        (replica, lsn_read, primary)
-    });
-    println!(
-        "replica-lag: LSN-wait read on a caught-up replica p50 {:.3} ms = {:.2}x a plain replica read ({:.3} ms): check, then read — two round trips instead of one",
-        lsn_read.p50_ms,
-        lsn_read.p50_ms / replica.p50_ms.max(1e-9),
-        replica.p50_ms
-    );
-    println!(
-        "replica-lag: primary read p50 {:.3} ms = {:.2}x the replica read (same machine, so no network in either)",
-        primary.p50_ms,
-        primary.p50_ms / replica.p50_ms.max(1e-9)
-    );
+    b.summary(
+        GROUP,
+        format!(
+            "{PROFILES} profiles, a caught-up streaming replica on the same machine, one client"
+        ),
+    )
+    .label("replica", "plain replica read")
+    .label(
+        "lsn-wait-then-replica",
+        "check the replica's replay LSN, then read it",
+    )
+    .label("primary", "read the primary")
+    .when(&["lsn-wait-then-replica", "replica"], |e| {
+        format!(
+            "an LSN-wait read on a caught-up replica costs {} = {:.2}× a plain replica read \
+             ({}): check, then read — two round trips instead of one",
+            e[0],
+            e[0].ns / e[1].ns,
+            e[1]
+        )
+    })
+    .when(&["primary", "replica"], |e| {
+        format!(
+            "a primary read costs {} = {:.2}× the replica read (same machine, so no network \
+             in either)",
+            e[0],
+            e[0].ns / e[1].ns
+        )
+    })
+    .finish();
 
-    rt.block_on(async {
-        drop(natural);
-        t.finish().await;
-    });
+    drop(natural);
+    b.finish();
 }
 
 fn lsn_wait() -> ReadPolicy {

@@ -2,17 +2,23 @@
 //! report a success into resilience4j's window of 100) against one `/work` request through
 //! a real HTTP hop to the dependency, with and without the breaker.
 //!
-//! `cargo bench -p benches --bench retry-storm`
+//! No state grows: the breaker's window holds its last 100 outcomes, and the dependency
+//! keeps nothing. Run with `cargo bench -p benches --bench retry-storm`. The storm itself
+//! (amplification, recovery time) comes from `lab run retry-storm`.
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use benches::Bench;
 use criterion::{Criterion, criterion_group, criterion_main};
 use lab_retry_storm::app::{App, Resilience, router};
 use lab_retry_storm::breaker::{Breaker, BreakerConfig};
 use lab_retry_storm::clock::Clock;
 use lab_retry_storm::dependency::{Faults, RunningDependency};
+use labkit::Scale;
+
+const GROUP: &str = "retry-storm";
 
 /// A healthy dependency that answers at once (no simulated work): the hop is all there is.
 const INSTANT: Faults = Faults {
@@ -29,8 +35,9 @@ fn service(breaker: bool) -> Resilience {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = benches::runtime();
-    let (dep, with, without) = rt.block_on(async {
+    // No database: the throwaway backend is only what the summary describes.
+    let b = Bench::throwaway("retry-storm", Scale::Smoke);
+    let (dep, with, without) = b.block_on(async {
         let dep = RunningDependency::spawn(INSTANT, 42)
             .await
             .expect("dependency");
@@ -59,59 +66,61 @@ fn bench(c: &mut Criterion) {
         breaker.try_acquire().expect("closed").success();
     }
 
-    let mut g = c.benchmark_group("retry-storm");
-    g.bench_function("breaker_check_closed", |b| {
-        b.iter(|| black_box(&breaker).try_acquire().expect("closed").success())
+    let mut g = c.benchmark_group(GROUP);
+    g.bench_function("breaker_check_closed", |bench| {
+        bench.iter(|| black_box(&breaker).try_acquire().expect("closed").success())
     });
     g.sample_size(30).measurement_time(Duration::from_secs(4));
-    g.bench_function("work_with_breaker", |b| {
-        b.to_async(&rt).iter(|| get(with_url.clone()))
+    g.bench_function("work_with_breaker", |bench| {
+        bench.to_async(&b.rt).iter(|| get(with_url.clone()))
     });
-    g.bench_function("work_without_breaker", |b| {
-        b.to_async(&rt).iter(|| get(without_url.clone()))
+    g.bench_function("work_without_breaker", |bench| {
+        bench.to_async(&b.rt).iter(|| get(without_url.clone()))
     });
     g.finish();
 
-    // The summary a reader would quote.
-    let n = 1_000_000u32;
-    let t = Instant::now();
-    for _ in 0..n {
-        black_box(&breaker).try_acquire().expect("closed").success();
-    }
-    let check_ns = t.elapsed().as_nanos() as f64 / f64::from(n);
-    let (with_p50, without_p50) = rt.block_on(async {
-        let n = 2_000;
-        let with = labkit::measure::sequential(n, |_| async {
-            get(with_url.clone()).await;
-            Ok::<_, ()>(())
-        })
-        .await;
-        let without = labkit::measure::sequential(n, |_| async {
-            get(without_url.clone()).await;
-            Ok::<_, ()>(())
-        })
-        .await;
-        (with.p50_ms, without.p50_ms)
-    });
-    println!(
-        "retry-storm: a closed breaker's check costs {check_ns:.0} ns per call = {:.3} % of one \
-         /work request through a real hop ({:.0} µs p50)",
-        100.0 * check_ns / (without_p50 * 1e6),
-        without_p50 * 1e3
-    );
-    println!(
-        "retry-storm: /work with the breaker p50 {:.3} ms vs without {:.3} ms ({:.2}x, n=2000 \
-         each): the breaker is not what makes a call slow",
-        with_p50,
-        without_p50,
-        with_p50 / without_p50.max(1e-9)
-    );
+    b.summary(
+        GROUP,
+        "a dependency that answers at once, one client over loopback HTTP",
+    )
+    .label(
+        "breaker_check_closed",
+        "a closed breaker: acquire a permit, report a success",
+    )
+    .label(
+        "work_with_breaker",
+        "GET /work through the breaker and one HTTP hop",
+    )
+    .label(
+        "work_without_breaker",
+        "GET /work, one HTTP hop, no breaker",
+    )
+    .when(&["breaker_check_closed", "work_without_breaker"], |e| {
+        format!(
+            "a closed breaker's check costs {} = {:.3} % of one /work request through a \
+                 real hop ({})",
+            e[0],
+            100.0 * e[0].ns / e[1].ns,
+            e[1]
+        )
+    })
+    .when(&["work_with_breaker", "work_without_breaker"], |e| {
+        format!(
+            "/work with the breaker {} vs without {} ({:.2}×): the breaker is not what \
+                 makes a call slow",
+            e[0],
+            e[1],
+            e[0].ns / e[1].ns
+        )
+    })
+    .finish();
 
-    rt.block_on(async {
+    b.block_on(async {
         with.stop().await;
         without.stop().await;
         dep.server.stop().await;
     });
+    b.finish();
 }
 
 criterion_group!(benches, bench);

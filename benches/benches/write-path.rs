@@ -7,10 +7,10 @@
 //! load-shaped numbers (commit cost under concurrency, pool sizes, the queue) come from
 //! `lab run write-path`.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use benches::Bench;
 use criterion::Criterion;
 use lab_write_path::insert_methods::{self, Method};
 use lab_write_path::schema;
@@ -18,12 +18,12 @@ use lab_write_path::target::Target;
 use labkit::Scale;
 
 const ROWS: u64 = 1_000;
+const GROUP: &str = "write-path/insert-1000-rows";
 
 fn bench(c: &mut Criterion) {
-    let rt = benches::runtime();
-    let t = benches::ctx(&rt, "write-path", Scale::Smoke);
-    let (target, conn) = rt.block_on(async {
-        let target = Target::open(&t.ctx).await.expect("the lab's Postgres");
+    let b = Bench::throwaway("write-path", Scale::Smoke);
+    let (target, conn) = b.block_on(async {
+        let target = Target::open(b.ctx()).await.expect("the lab's Postgres");
         let conn = target.connect().await.expect("connect");
         (target, Arc::new(tokio::sync::Mutex::new(conn)))
     });
@@ -32,19 +32,17 @@ fn bench(c: &mut Criterion) {
         ROWS,
         target.settings_line()
     );
-    let rows = Arc::new(schema::generate(t.ctx.seed, 0..ROWS));
-    // Every timed iteration, per method, for the summary below.
-    let times: Arc<Mutex<BTreeMap<&'static str, Vec<Duration>>>> = Arc::default();
+    let rows = Arc::new(schema::generate(b.ctx().seed, 0..ROWS));
 
-    let mut group = c.benchmark_group("write-path/insert-1000-rows");
+    let mut group = c.benchmark_group(GROUP);
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(5))
         .warm_up_time(Duration::from_secs(1));
     for method in Method::ALL {
-        group.bench_function(method.key(), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let (conn, rows, times) = (conn.clone(), rows.clone(), times.clone());
+        group.bench_function(method.key(), |bench| {
+            bench.to_async(&b.rt).iter_custom(|iters| {
+                let (conn, rows) = (conn.clone(), rows.clone());
                 async move {
                     let mut conn = conn.lock().await;
                     let mut total = Duration::ZERO;
@@ -54,14 +52,7 @@ fn bench(c: &mut Criterion) {
                         insert_methods::insert(&mut conn, method, &rows)
                             .await
                             .expect("insert");
-                        let took = t0.elapsed();
-                        total += took;
-                        times
-                            .lock()
-                            .unwrap()
-                            .entry(method.key())
-                            .or_default()
-                            .push(took);
+                        total += t0.elapsed();
                     }
                     total
                 }
@@ -70,36 +61,41 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    let median = |key: &str| {
-        let mut v = times.lock().unwrap().get(key).cloned().unwrap_or_default();
-        v.sort();
-        v.get(v.len() / 2).copied().unwrap_or_default()
-    };
-    let (single, copy, unnest, values) = (
-        median("single_row"),
-        median("copy_binary"),
-        median("unnest"),
-        median("multi_values"),
+    let mut s = b.summary(
+        GROUP,
+        format!(
+            "{ROWS} rows into an empty table, one connection; {}",
+            target.settings_line()
+        ),
     );
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "write-path: 1,000 rows — one INSERT per commit {:.1} ms, COPY binary {:.2} ms: {:.0}x faster",
-        ms(single),
-        ms(copy),
-        single.as_secs_f64() / copy.as_secs_f64().max(1e-9)
-    );
-    println!(
-        "write-path: 1,000 rows in one statement — UNNEST {:.2} ms, multi-row VALUES {:.2} ms ({})",
-        ms(unnest),
-        ms(values),
-        target.settings_line()
-    );
+    for m in Method::ALL {
+        s = s.label(m.key(), m.label());
+    }
+    s.faster(
+        "COPY binary vs one INSERT per commit",
+        "per 1,000 rows",
+        "copy_binary",
+        "single_row",
+    )
+    .faster(
+        "one COMMIT per 1,000 rows vs one per row — the same INSERTs",
+        "per 1,000 rows",
+        "tx_1000",
+        "single_row",
+    )
+    .when(&["unnest", "multi_values"], |e| {
+        format!(
+            "1,000 rows in one statement: UNNEST {} vs multi-row VALUES {} ({:.2}×)",
+            e[0],
+            e[1],
+            e[1].ns / e[0].ns
+        )
+    })
+    .finish();
 
-    rt.block_on(async {
-        drop(conn);
-        drop(target);
-        t.finish().await;
-    });
+    drop(conn);
+    drop(target);
+    b.finish();
 }
 
 fn main() {

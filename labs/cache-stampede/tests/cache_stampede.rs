@@ -8,10 +8,11 @@ use lab_cache_stampede::app::{Instance, Settings, Strategy};
 use lab_cache_stampede::entry::{self, CacheError, Entry, Served, now_ms};
 use lab_cache_stampede::ledger::{self, LoadStats, MonthEnd};
 use lab_cache_stampede::redis_lock::{self, LockSettings};
-use lab_cache_stampede::scenario::eviction::info_field;
-use lab_cache_stampede::{cache_aside, xfetch};
-use labkit::backend::local::{LocalBins, LocalRedis, RedisOptions};
-use labkit::{LabCtx, Scale};
+use lab_cache_stampede::{CacheStampede, FINDING_KEYS, cache_aside, xfetch};
+use labkit::backend::RedisOptions;
+use labkit::ctx::DedicatedRedis;
+use labkit::testing::{TestCtx, require, smoke_run_keeps_its_contract};
+use labkit::{Lab, LabCtx, Scale, redis_info};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::Barrier;
@@ -162,21 +163,71 @@ fn the_xfetch_gate_fires_early_with_probability_e_to_the_minus_lead_over_delta()
     assert!(share(20.0 * delta) < 1e-4);
 }
 
-/// A dedicated Redis with a small maxmemory, or `None` (with a note) when there is no
-/// redis-server binary on this machine (e.g. `env` backend elsewhere).
-async fn small_redis(policy: &str) -> Option<LocalRedis> {
-    let bins = match LocalBins::find() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("skipped: no redis-server to start ({e})");
-            return None;
+#[test]
+fn xfetch_recomputes_about_e_to_the_one_over_beta_times_per_refresh_not_once() {
+    // Reads arrive at random (Poisson, 4,000/s) on a key that expires at t = 0; each runs
+    // the gate. The first reader that fires recomputes for delta, and until its value lands
+    // every other reader still sees the old one and rolls the die again. Counted over 1,000
+    // seeded refreshes: e^(1/beta) recomputes each (2.72 at beta = 1, 1.65 at beta = 2), and
+    // the first one about delta·beta·ln(reads per delta) ahead of expiry.
+    let (rate, delta_ms) = (4_000.0, 25.0);
+    let mut rng = StdRng::seed_from_u64(7);
+    for beta in [1.0, 2.0] {
+        let (mut recomputes, mut lead_sum, refreshes) = (0u64, 0.0, 1_000);
+        for _ in 0..refreshes {
+            // Start far enough back that nobody would have fired earlier.
+            let mut now = -15.0 * delta_ms * beta;
+            let mut landed_at = None;
+            loop {
+                now += -(1.0 - rng.random::<f64>()).ln() / rate * 1e3;
+                if landed_at.is_some_and(|t| now >= t) {
+                    break;
+                }
+                let u = 1.0 - rng.random::<f64>();
+                if xfetch::should_recompute_early(now, delta_ms, beta, 0.0, u) {
+                    recomputes += 1;
+                    if landed_at.is_none() {
+                        landed_at = Some(now + delta_ms);
+                        lead_sum += -now;
+                    }
+                }
+            }
         }
-    };
+        let per_refresh = recomputes as f64 / refreshes as f64;
+        let expected = xfetch::expected_recomputes(beta);
+        assert!(
+            (per_refresh - expected).abs() < 0.1 * expected,
+            "beta {beta}: {per_refresh} per refresh, expected {expected}"
+        );
+        let window =
+            xfetch::expected_early_window(Duration::from_secs_f64(delta_ms / 1e3), beta, rate);
+        let lead = lead_sum / refreshes as f64;
+        let window_ms = window.as_secs_f64() * 1e3;
+        assert!(
+            (lead - window_ms).abs() < delta_ms * beta,
+            "beta {beta}: first recompute {lead} ms ahead, window {window_ms} ms"
+        );
+    }
+}
+
+/// A Redis of the test's own with a 2 MB `maxmemory` under `policy`: the backend's dedicated
+/// Redis (skipped locally, a failure under CI, where the backend cannot give one).
+async fn small_redis(t: &TestCtx, policy: &str) -> Option<DedicatedRedis> {
     let opts = RedisOptions {
         maxmemory: Some("2mb".into()),
         maxmemory_policy: Some(policy.into()),
     };
-    Some(LocalRedis::start(&bins, &opts).await.unwrap())
+    require(
+        "a Redis of its own with a small maxmemory",
+        t.ctx.dedicated_redis(&opts).await,
+        None,
+    )
+}
+
+async fn evicted_keys(conn: &mut redis::aio::ConnectionManager) -> f64 {
+    redis_info::number(conn, "stats", "evicted_keys")
+        .await
+        .unwrap()
 }
 
 /// Write ~1 KB keys (`ttl`: with or without expiry) until Redis refuses one or 10 000 went in.
@@ -204,10 +255,11 @@ async fn fill(
 
 #[tokio::test]
 async fn noeviction_past_maxmemory_refuses_writes_but_cache_aside_still_serves_reads() {
-    let Some(server) = small_redis("noeviction").await else {
+    let t = labkit::testing::ctx(LAB).await;
+    let Some(server) = small_redis(&t, "noeviction").await else {
         return;
     };
-    let mut conn = redis::aio::ConnectionManager::new(redis::Client::open(server.url()).unwrap())
+    let mut conn = redis::aio::ConnectionManager::new(server.client())
         .await
         .unwrap();
 
@@ -229,39 +281,31 @@ async fn noeviction_past_maxmemory_refuses_writes_but_cache_aside_still_serves_r
     assert_eq!(read.value, "fresh");
     assert_eq!(read.served, Served::Loaded);
     assert!(read.write_error.is_some_and(|e| e.contains("OOM")));
-
-    let stats: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(info_field(&stats, "evicted_keys"), Some(0));
+    assert_eq!(evicted_keys(&mut conn).await, 0.0);
+    drop(server);
+    t.finish().await;
 }
 
 #[tokio::test]
 async fn volatile_lru_with_keys_that_have_no_ttl_evicts_nothing_and_refuses_writes() {
-    let Some(server) = small_redis("volatile-lru").await else {
+    let t = labkit::testing::ctx(LAB).await;
+    let Some(server) = small_redis(&t, "volatile-lru").await else {
         return;
     };
-    let mut conn = redis::aio::ConnectionManager::new(redis::Client::open(server.url()).unwrap())
+    let mut conn = redis::aio::ConnectionManager::new(server.client())
         .await
         .unwrap();
 
     // Keys written without a TTL are invisible to volatile-* policies: nothing to evict.
     let refused = fill(&mut conn, None).await.expect("a write is refused");
     assert_eq!(refused.code(), Some("OOM"), "{refused}");
-    let stats: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(info_field(&stats, "evicted_keys"), Some(0));
+    assert_eq!(evicted_keys(&mut conn).await, 0.0);
 
     // Control: the same policy with TTL'd keys evicts and keeps accepting writes.
-    let Some(server) = small_redis("volatile-lru").await else {
+    let Some(control) = small_redis(&t, "volatile-lru").await else {
         return;
     };
-    let mut conn = redis::aio::ConnectionManager::new(redis::Client::open(server.url()).unwrap())
+    let mut conn = redis::aio::ConnectionManager::new(control.client())
         .await
         .unwrap();
     assert!(
@@ -269,12 +313,9 @@ async fn volatile_lru_with_keys_that_have_no_ttl_evicts_nothing_and_refuses_writ
             .await
             .is_none()
     );
-    let stats: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(info_field(&stats, "evicted_keys").unwrap() > 0);
+    assert!(evicted_keys(&mut conn).await > 0.0);
+    drop((server, control));
+    t.finish().await;
 }
 
 /// A Redis URL nobody listens on.
@@ -465,5 +506,50 @@ async fn delete_on_write_shows_a_correction_at_once_while_ttl_only_keeps_the_old
     assert_eq!(after.value.entries, before.value.entries + 1);
     assert_eq!(after.value.net_cents, before.value.net_cents - 1_250);
     close(&one).await;
+    t.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smoke_run_keeps_the_contract_and_the_guards_hold() {
+    let t = labkit::testing::ctx(LAB).await;
+    // The eviction and Redis-down scenarios need Redis servers of their own.
+    let Some(probe) = require(
+        "a dedicated Redis",
+        t.ctx.dedicated_redis(&RedisOptions::default()).await,
+        None,
+    ) else {
+        return;
+    };
+    drop(probe);
+    // Every promised key with a finite value, every latency with its samples (labkit's
+    // contract check), nothing reported that is not promised, nothing skipped.
+    let report = smoke_run_keeps_its_contract(&CacheStampede, &t).await;
+    assert_eq!(CacheStampede.finding_keys(), FINDING_KEYS);
+    for f in &report.findings {
+        assert!(
+            FINDING_KEYS.contains(&f.key.as_str()),
+            "unpromised {}",
+            f.key
+        );
+    }
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    // The guards hold whatever the timings were: one load per expiry for the whole fleet,
+    // nobody reads an error, delete-on-write is never stale.
+    assert_eq!(report.get("redis_lock_recomputes_per_expiry"), Some(1.0));
+    assert_eq!(report.get("swr_recomputes_per_expiry"), Some(1.0));
+    assert_eq!(report.get("redis_down_failed_reads"), Some(0.0));
+    assert_eq!(report.get("invalidate_on_write_staleness_ms"), Some(0.0));
+    assert!(report.get("naive_recomputes_per_expiry").unwrap() > 1.0);
+    // Every load phase ran through labkit's drivers and is on the record.
+    for phase in [
+        "hot key: naive cache-aside",
+        "hot key: Redis lock (fleet-wide), open loop",
+    ] {
+        assert!(
+            report.phases.iter().any(|p| p.name.starts_with(phase)),
+            "no phase {phase}: {:?}",
+            report.phases.iter().map(|p| &p.name).collect::<Vec<_>>()
+        );
+    }
     t.finish().await;
 }

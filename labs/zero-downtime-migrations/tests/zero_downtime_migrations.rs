@@ -15,7 +15,6 @@ use lab_zero_downtime_migrations::migration::{Guard, Migrator, Step, connect_as}
 use lab_zero_downtime_migrations::observed::{Clock, Stage};
 use lab_zero_downtime_migrations::schema::{self, Dataset};
 use lab_zero_downtime_migrations::{ZeroDowntimeMigrations, indexes, rename};
-use labkit::Lab;
 use labkit::testing::TestCtx;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::oneshot;
@@ -533,30 +532,9 @@ async fn expand_contract_with_both_app_versions_live_has_zero_errors_and_one_ste
 }
 
 #[tokio::test]
-async fn a_smoke_run_reports_every_finding_key_and_latencies_carry_samples() {
+async fn a_smoke_run_keeps_its_contract_and_the_effects_hold() {
     let t = labkit::testing::ctx("zero-downtime-migrations").await;
-    let out = labkit::run_lab(
-        &ZeroDowntimeMigrations,
-        &t.backends,
-        labkit::RunOptions {
-            scale: labkit::Scale::Smoke,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("smoke run");
-    let report = out.report;
-    for key in ZeroDowntimeMigrations.finding_keys() {
-        let value = report.get(key);
-        assert!(value.is_some_and(f64::is_finite), "`{key}` = {value:?}");
-    }
-    for f in report.findings.iter().filter(|f| f.unit == "ms") {
-        assert!(
-            f.samples.is_some_and(|n| n > 0),
-            "`{}` has no samples",
-            f.key
-        );
-    }
+    let report = labkit::testing::smoke_run_keeps_its_contract(&ZeroDowntimeMigrations, &t).await;
     // Effects, not timings.
     assert_eq!(report.get("lock_conflict_table_matches_docs"), Some(1.0));
     assert_eq!(report.get("invalid_index_detected"), Some(1.0));

@@ -258,6 +258,9 @@ pub(crate) const DEFAULT_SETTINGS: &[(&str, &str)] = &[
 pub struct LocalPostgres {
     child: Option<Child>,
     dir: Option<tempfile::TempDir>,
+    /// The home of a [`start_kept`](Self::start_kept) cluster (kept on drop); `None` for a
+    /// throwaway one, whose home is `dir`.
+    kept: Option<PathBuf>,
     pub port: u16,
     pub init_time: Duration,
     pub ready_time: Duration,
@@ -312,34 +315,11 @@ impl LocalPostgres {
         let dir = private_dir("pg", user.as_ref())?;
         let data = dir.path().join("data");
         let t0 = Instant::now();
-        let mut initdb = Command::new(bins.pg_bin_dir.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-N",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ])
-            .stdin(Stdio::null());
-        as_user(&mut initdb, user.as_ref());
-        let out = initdb.output().map_err(|e| start_err("postgres", e))?;
-        if !out.status.success() {
-            return Err(start_err(
-                "postgres",
-                format!(
-                    "initdb failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            ));
-        }
+        initdb(bins, &data, user.as_ref())?;
         Ok(Self {
             child: None,
             dir: Some(dir),
+            kept: None,
             port: free_port().map_err(|e| start_err("postgres", e))?,
             init_time: t0.elapsed(),
             ready_time: Duration::ZERO,
@@ -350,19 +330,74 @@ impl LocalPostgres {
     }
 
     fn data_dir(&self) -> PathBuf {
-        self.dir
-            .as_ref()
-            .map(|d| d.path().join("data"))
-            .unwrap_or_default()
+        self.home().map(|d| d.join("data")).unwrap_or_default()
+    }
+
+    /// The dir holding `data/` and `postgres.log`: the temp dir, or a kept cluster's home.
+    fn home(&self) -> Option<PathBuf> {
+        match (&self.dir, &self.kept) {
+            (Some(d), _) => Some(d.path().to_path_buf()),
+            (None, kept) => kept.clone(),
+        }
+    }
+
+    /// A cluster whose data dir outlives this process: `home/data` (created with `initdb` if
+    /// it has no `PG_VERSION`), log in `home/postgres.log`, the same defaults as
+    /// [`start`](Self::start) plus `opts`, TCP only (no Unix socket: `home` may be a path too
+    /// long for one), on a free port. Stopped on drop like any [`LocalPostgres`] (and with
+    /// this process, however it dies), but never deleted. For caches that are expensive to
+    /// rebuild (the benches' seeded databases); the caller makes sure one process at a time
+    /// uses `home`.
+    pub async fn start_kept(
+        bins: &LocalBins,
+        home: &Path,
+        opts: &PostgresOptions,
+    ) -> Result<Self, BackendError> {
+        let bins = bins.clone();
+        let home = home.to_path_buf();
+        let settings = [("unix_socket_directories".to_string(), String::new())]
+            .into_iter()
+            .chain(opts.settings.iter().cloned())
+            .collect();
+        let mut this = tokio::task::spawn_blocking(move || {
+            let user = unprivileged_user();
+            let data = home.join("data");
+            let t0 = Instant::now();
+            if !data.join("PG_VERSION").is_file() {
+                fs::create_dir_all(&data).map_err(|e| start_err("postgres", e))?;
+                for dir in [&home, &data] {
+                    if let Some(u) = &user {
+                        nix::unistd::chown(dir, Some(u.uid), Some(u.gid))
+                            .map_err(|e| start_err("postgres", format!("chown: {e}")))?;
+                    }
+                }
+                fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| start_err("postgres", e))?;
+                initdb(&bins, &data, user.as_ref())?;
+            }
+            let mut this = Self {
+                child: None,
+                dir: None,
+                kept: Some(home),
+                port: free_port().map_err(|e| start_err("postgres", e))?,
+                init_time: t0.elapsed(),
+                ready_time: Duration::ZERO,
+                bins,
+                user,
+                settings,
+            };
+            this.spawn()?;
+            Ok::<_, BackendError>(this)
+        })
+        .await
+        .map_err(|e| start_err("postgres", e))??;
+        this.wait_ready().await?;
+        Ok(this)
     }
 
     /// Start the postmaster on this cluster's data dir and port (blocking; no wait).
     fn spawn(&mut self) -> Result<(), BackendError> {
-        let dir = self
-            .dir
-            .as_ref()
-            .map(|d| d.path().to_path_buf())
-            .unwrap_or_default();
+        let dir = self.home().unwrap_or_default();
         let log_path = dir.join("postgres.log");
         let log = fs::OpenOptions::new()
             .create(true)
@@ -409,9 +444,8 @@ impl LocalPostgres {
                 .and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || started.elapsed() > READY_TIMEOUT {
                 let log = self
-                    .dir
-                    .as_ref()
-                    .map(|d| log_tail(&d.path().join("postgres.log")))
+                    .home()
+                    .map(|d| log_tail(&d.join("postgres.log")))
                     .unwrap_or_default();
                 return Err(start_err(
                     "postgres",
@@ -430,7 +464,7 @@ impl LocalPostgres {
     }
 
     pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_ref().map(|d| d.path())
+        self.dir.as_ref().map(|d| d.path()).or(self.kept.as_deref())
     }
 
     /// Crash the server: SIGKILL to the postmaster and every backend at once (they share a
@@ -527,6 +561,7 @@ impl LocalPostgres {
             let mut this = Self {
                 child: None,
                 dir: Some(dir),
+                kept: None,
                 port: free_port().map_err(|e| start_err("standby", e))?,
                 init_time: t0.elapsed(),
                 ready_time: Duration::ZERO,
@@ -545,6 +580,36 @@ impl LocalPostgres {
         this.wait_ready().await?;
         Ok(this)
     }
+}
+
+/// `initdb` into `data`, as `user` (trust auth, UTF8, C locale, no fsync).
+fn initdb(bins: &LocalBins, data: &Path, user: Option<&User>) -> Result<(), BackendError> {
+    let mut initdb = Command::new(bins.pg_bin_dir.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-N",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ])
+        .stdin(Stdio::null());
+    as_user(&mut initdb, user);
+    let out = initdb.output().map_err(|e| start_err("postgres", e))?;
+    if !out.status.success() {
+        return Err(start_err(
+            "postgres",
+            format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn as_user(cmd: &mut Command, user: Option<&User>) {

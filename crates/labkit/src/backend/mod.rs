@@ -246,6 +246,20 @@ impl Backends {
         Self::resolve(BackendChoice::from_env()?).await
     }
 
+    /// An `env` backend on these URLs, checked as `DATABASE_URL`/`REDIS_URL` would be, for a
+    /// caller that runs servers of its own beside the lab (the benches' kept cluster): the
+    /// caller keeps them alive as long as this is used.
+    pub async fn from_urls(admin_url: &str, redis_url: &str) -> Result<Self, BackendError> {
+        check_env_urls(admin_url, redis_url).await?;
+        Ok(Self {
+            kind: BackendKind::Env,
+            admin_url: admin_url.to_string(),
+            redis_url: redis_url.to_string(),
+            ready: None,
+            _guard: Guard::None,
+        })
+    }
+
     /// Probe the machine as far as needed and start (or connect to) a backend.
     pub async fn resolve(choice: BackendChoice) -> Result<Self, BackendError> {
         let mut probe = Probe {

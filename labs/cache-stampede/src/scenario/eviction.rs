@@ -5,12 +5,13 @@
 //! means the same thing on every Redis version. Hit rate, `evicted_keys` and the OOM
 //! error count come from the server's `INFO`, reset after a warm-up phase.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use labkit::LabCtx;
-use labkit::backend::local::{LocalBins, LocalRedis, RedisOptions};
+use labkit::backend::RedisOptions;
+use labkit::ctx::DedicatedRedis;
+use labkit::redis_info;
+use labkit::{Bound, ClosedLoop, ExtraError, LabCtx};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::Zipf;
@@ -57,36 +58,37 @@ pub struct EvictionResult {
     pub maxmemory: u64,
 }
 
+/// One policy on a Redis of its own; `Ok(Err(why))` when this backend cannot give one.
 pub async fn run(
     ctx: &LabCtx,
-    bins: &LocalBins,
     plan: EvictionPlan,
     policy: &'static str,
     keys_have_ttl: bool,
-) -> anyhow::Result<EvictionResult> {
-    let server = LocalRedis::start(
-        bins,
-        &RedisOptions {
-            maxmemory: None,
-            maxmemory_policy: Some(policy.to_string()),
-        },
-    )
-    .await?;
+) -> anyhow::Result<Result<EvictionResult, String>> {
+    let opts = RedisOptions {
+        maxmemory: None,
+        maxmemory_policy: Some(policy.to_string()),
+    };
+    let server = match ctx.dedicated_redis(&opts).await {
+        Ok(s) => s,
+        Err(ExtraError::Unavailable(why)) => return Ok(Err(why)),
+        Err(e) => return Err(e.into()),
+    };
     let result = measure(ctx, &server, plan, policy, keys_have_ttl).await;
     // Stopping waits for the process; keep that off the async workers.
     tokio::task::spawn_blocking(move || drop(server)).await?;
-    result
+    result.map(Ok)
 }
 
 async fn measure(
     ctx: &LabCtx,
-    server: &LocalRedis,
+    server: &DedicatedRedis,
     plan: EvictionPlan,
     policy: &'static str,
     keys_have_ttl: bool,
 ) -> anyhow::Result<EvictionResult> {
-    let mut conn = ConnectionManager::new(redis::Client::open(server.url())?).await?;
-    let baseline = info_field(&info(&mut conn, "memory").await?, "used_memory").unwrap_or(0);
+    let mut conn = ConnectionManager::new(server.client()).await?;
+    let baseline = redis_info::number(&mut conn, "memory", "used_memory").await? as u64;
     let maxmemory = baseline + plan.budget_bytes;
     redis::cmd("CONFIG")
         .arg("SET")
@@ -96,7 +98,16 @@ async fn measure(
         .await?;
 
     let ttl = keys_have_ttl.then_some(plan.ttl);
-    let counters = Arc::new(Counters::default());
+    let label = |what: &str| {
+        format!(
+            "eviction: {policy}{} ({what})",
+            if keys_have_ttl {
+                ""
+            } else {
+                ", keys without TTL"
+            }
+        )
+    };
     phase(
         ctx,
         &conn,
@@ -104,52 +115,59 @@ async fn measure(
         plan.warm_reads,
         ttl,
         ctx.seed,
-        counters.clone(),
+        label("warm-up"),
     )
     .await;
     redis::cmd("CONFIG")
         .arg("RESETSTAT")
         .query_async::<()>(&mut conn)
         .await?;
-    let counters = Arc::new(Counters::default());
-    phase(
+    let counts = phase(
         ctx,
         &conn,
         plan,
         plan.measured_reads,
         ttl,
         ctx.seed + 1,
-        counters.clone(),
+        label("measured"),
     )
     .await;
 
-    let stats = info(&mut conn, "stats").await?;
-    let errorstats = info(&mut conn, "errorstats").await.unwrap_or_default();
-    let hits = info_field(&stats, "keyspace_hits").unwrap_or(0);
-    let misses = info_field(&stats, "keyspace_misses").unwrap_or(0);
+    let stats = redis_info::info(&mut conn, "stats").await?;
+    let field = |name: &str| {
+        stats
+            .get(name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (hits, misses) = (field("keyspace_hits"), field("keyspace_misses"));
+    // `errorstat_OOM:count=N,…` (Redis 6.2+).
+    let errorstats = redis_info::info(&mut conn, "errorstats")
+        .await
+        .unwrap_or_default();
+    let oom_in_info = errorstats
+        .get("errorstat_OOM")
+        .and_then(|v| v.strip_prefix("count=")?.split(',').next()?.parse().ok())
+        .unwrap_or(0);
     let keys_at_end: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await?;
     Ok(EvictionResult {
         policy,
         keys_have_ttl,
         hit_rate: hits as f64 / (hits + misses).max(1) as f64,
-        evicted_keys: info_field(&stats, "evicted_keys").unwrap_or(0),
-        oom_write_errors: counters.oom.load(Ordering::Relaxed),
-        // `errorstat_OOM:count=N` (Redis 6.2+).
-        oom_errors_in_info: errorstats
-            .lines()
-            .find_map(|l| l.strip_prefix("errorstat_OOM:count="))
-            .and_then(|v| v.split(',').next()?.trim().parse().ok())
-            .unwrap_or(0),
-        read_errors: counters.failed.load(Ordering::Relaxed),
+        evicted_keys: field("evicted_keys"),
+        oom_write_errors: counts.oom,
+        oom_errors_in_info: oom_in_info,
+        read_errors: counts.failed,
         keys_at_end,
         maxmemory,
     })
 }
 
+/// What one phase of reads saw.
 #[derive(Debug, Default)]
-struct Counters {
-    oom: AtomicU64,
-    failed: AtomicU64,
+struct Counts {
+    oom: u64,
+    failed: u64,
 }
 
 /// `reads` Zipf-distributed account reads from `plan.workers` concurrent workers.
@@ -160,52 +178,39 @@ async fn phase(
     reads: u64,
     ttl: Option<Duration>,
     seed: u64,
-    counters: Arc<Counters>,
-) {
+    label: String,
+) -> Counts {
     let zipf = Zipf::new(plan.accounts as f64, plan.zipf_s).expect("valid zipf");
-    let issued = Arc::new(AtomicU64::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..plan.workers {
-        let mut conn = conn.clone();
-        let pool = ctx.pg.clone();
-        let issued = issued.clone();
-        let counters = counters.clone();
-        let prefix = ctx.key("account:");
-        let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003) + w as u64);
-        tasks.spawn(async move {
-            while issued.fetch_add(1, Ordering::Relaxed) < reads {
-                let id = rng.sample(zipf) as i32;
-                let key = format!("{prefix}{id}");
-                let pool = pool.clone();
-                match cache_aside::read(&mut conn, &key, ttl, || async move {
-                    load_account(&pool, id).await
-                })
-                .await
-                {
-                    Ok(r) => {
-                        if r.write_error.is_some_and(|e| e.contains("OOM")) {
-                            counters.oom.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!("eviction read failed: {e}");
-                        counters.failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        });
+    let rngs: Arc<Vec<Mutex<StdRng>>> = Arc::new(
+        (0..plan.workers)
+            .map(|w| {
+                Mutex::new(StdRng::seed_from_u64(
+                    seed.wrapping_mul(1_000_003) + w as u64,
+                ))
+            })
+            .collect(),
+    );
+    let (pool, conn, prefix) = (ctx.pg.clone(), conn.clone(), ctx.key("account:"));
+    let read = move |c: labkit::measure::Call| {
+        let id = rngs[c.worker].lock().expect("rng").sample(zipf) as i32;
+        let key = format!("{prefix}{id}");
+        let (pool, mut conn) = (pool.clone(), conn.clone());
+        async move {
+            let load = || async move { load_account(&pool, id).await };
+            let read = cache_aside::read(&mut conn, &key, ttl, load).await?;
+            // The read succeeded; only its SET may have been refused.
+            anyhow::Ok(read.write_error.is_some_and(|e| e.contains("OOM")))
+        }
+    };
+    let cfg = ClosedLoop::new(plan.workers, Bound::Count(reads))
+        .label(label)
+        .with_timeline();
+    let load = labkit::closed_loop(cfg, read).await;
+    if let Some(e) = &load.first_error {
+        tracing::debug!("eviction read failed: {e}");
     }
-    while tasks.join_next().await.is_some() {}
-}
-
-async fn info(conn: &mut ConnectionManager, section: &str) -> redis::RedisResult<String> {
-    redis::cmd("INFO").arg(section).query_async(conn).await
-}
-
-/// `name:value` from an `INFO` reply.
-pub fn info_field(info: &str, name: &str) -> Option<u64> {
-    info.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        (k == name).then(|| v.trim().parse().ok()).flatten()
-    })
+    Counts {
+        oom: load.timeline.iter().filter(|s| s.out == Some(true)).count() as u64,
+        failed: load.summary.errors,
+    }
 }

@@ -8,11 +8,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use labkit::LabCtx;
+use labkit::{Bound, ClosedLoop, LabCtx};
 
 use crate::app::{Instance, Settings, Strategy};
 use crate::ledger::LoadStats;
-use crate::readers::{self, Crowd};
 
 #[derive(Debug, Clone, Copy)]
 pub struct InvalidationPlan {
@@ -23,6 +22,13 @@ pub struct InvalidationPlan {
     pub first_write: Duration,
     pub spacing: Duration,
     pub think: Duration,
+}
+
+impl InvalidationPlan {
+    /// The readers watch until one spacing after the last write.
+    pub fn duration(&self) -> Duration {
+        self.first_write + self.spacing * self.writes
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +58,8 @@ pub struct InvalidationResult {
     pub policy: WritePolicy,
     pub trials: Vec<WriteTrial>,
     pub recomputes: u64,
+    /// Reads that started after the first commit: what the staleness was measured over.
+    pub reads_after_commit: u64,
 }
 
 impl InvalidationResult {
@@ -91,29 +99,29 @@ pub async fn run(
     let base = instances[0].read(&key).await?.value.entries;
     stats.reset();
 
-    let start = Instant::now();
-    let crowd = Crowd {
-        readers: plan.readers,
-        duration: plan.first_write + plan.spacing * plan.writes,
-        think: plan.think,
-        seed: ctx.seed,
-    };
-    let reader_instances = instances.clone();
-    let read_key = key.clone();
-    let crowd_run = readers::run(crowd, start, move |reader| {
-        let instances = reader_instances.clone();
-        let key = read_key.clone();
-        async move {
-            let i = &instances[reader % instances.len()];
-            i.read(&key).await.map(|r| r.value.entries)
+    // Each read returns when it started, so it is placed exactly against the commits.
+    let crowd = ClosedLoop::new(plan.readers, Bound::Duration(plan.duration()))
+        .think(plan.think, ctx.seed)
+        .label(format!("invalidation: {}", policy.label()))
+        .with_timeline();
+    let read = {
+        let (instances, key) = (instances.clone(), key.clone());
+        move |c: labkit::measure::Call| {
+            let (instances, key) = (instances.clone(), key.clone());
+            async move {
+                let started = Instant::now();
+                let i = &instances[c.worker % instances.len()];
+                i.read(&key).await.map(|r| (started, r.value.entries))
+            }
         }
-    });
+    };
+    let start = Instant::now();
     let writer = async {
         let mut commits = Vec::new();
         for k in 0..plan.writes {
             tokio::time::sleep_until((start + plan.first_write + plan.spacing * k).into()).await;
             instances[0].loader().post_correction(-1_250).await?;
-            let committed_at = start.elapsed();
+            let committed_at = Instant::now();
             if policy == WritePolicy::DeleteOnWrite {
                 instances[0].invalidate(&key).await?;
             }
@@ -121,27 +129,41 @@ pub async fn run(
         }
         anyhow::Ok(commits)
     };
-    let (samples, commits) = tokio::join!(crowd_run, writer);
+    let (load, commits) = tokio::join!(labkit::closed_loop(crowd, read), writer);
     let commits = commits?;
 
+    let reads: Vec<(Instant, Duration, i64)> = load
+        .timeline
+        .iter()
+        .filter_map(|s| {
+            s.out
+                .map(|(started, entries)| (started, s.latency, entries))
+        })
+        .collect();
     let mut trials = Vec::new();
     for (k, (committed_at, expected)) in commits.iter().enumerate() {
-        let until = commits.get(k + 1).map_or(Duration::MAX, |c| c.0);
-        let stale: Vec<_> = samples
+        let until = commits.get(k + 1).map(|c| c.0);
+        // A read that started after the commit and still returned the old entry count.
+        let stale: Vec<_> = reads
             .iter()
-            .filter(|s| s.at >= *committed_at && s.at < until)
-            .filter(|s| s.out.is_some_and(|entries| entries < *expected))
+            .filter(|(at, _, _)| at >= committed_at && until.is_none_or(|u| *at < u))
+            .filter(|(_, _, entries)| entries < expected)
             .collect();
         trials.push(WriteTrial {
-            committed_at: *committed_at,
+            committed_at: committed_at.saturating_duration_since(start),
             staleness: stale
                 .iter()
-                .map(|s| s.end().saturating_sub(*committed_at))
+                .map(|(at, latency, _)| (*at + *latency).saturating_duration_since(*committed_at))
                 .max()
                 .unwrap_or_default(),
             stale_reads: stale.len() as u64,
         });
     }
+    let first_commit = commits.first().map(|c| c.0);
+    let reads_after_commit = reads
+        .iter()
+        .filter(|(at, _, _)| first_commit.is_some_and(|c| *at >= c))
+        .count() as u64;
     for i in instances.iter() {
         i.loader().pool().close().await;
     }
@@ -149,5 +171,6 @@ pub async fn run(
         policy,
         trials,
         recomputes: stats.count(),
+        reads_after_commit,
     })
 }

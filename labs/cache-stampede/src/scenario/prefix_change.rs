@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use labkit::LabCtx;
+use labkit::{Bound, ClosedLoop, LabCtx, Sample};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::Zipf;
@@ -17,7 +17,6 @@ use rand_distr::Zipf;
 use crate::cache_aside;
 use crate::entry::{Entry, Served};
 use crate::ledger::{all_accounts, load_account};
-use crate::readers::{self, Crowd, Sample};
 
 #[derive(Debug, Clone, Copy)]
 pub struct PrefixPlan {
@@ -67,17 +66,14 @@ pub async fn run(ctx: &LabCtx, plan: PrefixPlan) -> anyhow::Result<PrefixResult>
             .map(|r| Mutex::new(StdRng::seed_from_u64(ctx.seed.wrapping_mul(31) + r as u64)))
             .collect(),
     );
-    let start = Instant::now();
-    let crowd = Crowd {
-        readers: plan.readers,
-        duration: plan.before + plan.after,
-        think: plan.think,
-        seed: ctx.seed,
-    };
+    let crowd = ClosedLoop::new(plan.readers, Bound::Duration(plan.before + plan.after))
+        .think(plan.think, ctx.seed)
+        .label("prefix change: readers across the deploy")
+        .with_timeline();
     let prefix = ctx.key("");
     let (pool, conn, v) = (ctx.pg.clone(), ctx.redis.clone(), version.clone());
-    let crowd_run = readers::run(crowd, start, move |reader| {
-        let id = rngs[reader].lock().expect("rng").sample(zipf) as i32;
+    let read = move |c: labkit::measure::Call| {
+        let id = rngs[c.worker].lock().expect("rng").sample(zipf) as i32;
         let key = format!("{prefix}v{}:account:{id}", v.load(Ordering::Relaxed));
         let (pool, mut conn) = (pool.clone(), conn.clone());
         async move {
@@ -87,12 +83,14 @@ pub async fn run(ctx: &LabCtx, plan: PrefixPlan) -> anyhow::Result<PrefixResult>
             .await
             .map(|r| r.served)
         }
-    });
+    };
+    let start = Instant::now();
     let deploy = async {
         tokio::time::sleep_until((start + plan.before).into()).await;
         version.store(2, Ordering::Relaxed);
     };
-    let (samples, ()) = tokio::join!(crowd_run, deploy);
+    let (load, ()) = tokio::join!(labkit::closed_loop(crowd, read), deploy);
+    let samples = load.timeline;
 
     let second = Duration::from_secs(1);
     let bump = plan.before;
@@ -111,7 +109,7 @@ pub async fn run(ctx: &LabCtx, plan: PrefixPlan) -> anyhow::Result<PrefixResult>
         hit_rate_last_second: hit_rate(end.saturating_sub(second), end),
         db_loads_per_s_before: loads_per_s(Duration::ZERO, bump),
         db_loads_per_s_first_second: loads_per_s(bump, bump + second),
-        hit_rate_series: readers::rate_over_time(&samples, Duration::from_millis(100), |s| {
+        hit_rate_series: rate_over_time(&samples, Duration::from_millis(100), |s| {
             *s == Served::Hit
         }),
     })
@@ -129,4 +127,29 @@ fn rate(
         .filter_map(|s| s.out)
         .collect();
     window.iter().filter(|s| hit(**s)).count() as f64 / window.len().max(1) as f64
+}
+
+/// Share of reads per time bucket for which `hit` holds (x in seconds, y in %).
+fn rate_over_time<O>(
+    samples: &[Sample<O>],
+    bucket: Duration,
+    hit: impl Fn(&O) -> bool,
+) -> Vec<(f64, f64)> {
+    let mut counts: Vec<(u64, u64)> = Vec::new();
+    for s in samples {
+        let Some(o) = &s.out else { continue };
+        let i = (s.at.as_secs_f64() / bucket.as_secs_f64()) as usize;
+        if counts.len() <= i {
+            counts.resize(i + 1, (0, 0));
+        }
+        counts[i].1 += 1;
+        counts[i].0 += u64::from(hit(o));
+    }
+    let mid = |i: usize| (i as f64 + 0.5) * bucket.as_secs_f64();
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, n))| *n > 0)
+        .map(|(i, (h, n))| (mid(i), 100.0 * *h as f64 / *n as f64))
+        .collect()
 }
