@@ -139,7 +139,7 @@ pub fn router(state: AppState) -> Router {
     };
     let clock = state.clock.clone();
     let ledger = state.ledger.clone();
-    endpoints
+    let app = endpoints
         .route("/admin/stats", get(stats))
         .fallback(labkit::http::not_found)
         .method_not_allowed_fallback(labkit::http::method_not_allowed)
@@ -150,8 +150,14 @@ pub fn router(state: AppState) -> Router {
                 next.run(req)
             },
         ))
-        .layer(axum::middleware::from_fn_with_state(ledger, ledger::track))
+        .layer(axum::middleware::from_fn_with_state(ledger, ledger::track));
+    // A checkout is a few dozen bytes: a bigger body is a JSON 413, answered without
+    // resetting the connection (and before it takes a slot or a pool connection).
+    labkit::http::body_limit(app, MAX_BODY_BYTES)
 }
+
+/// The largest request body accepted (a checkout with room to spare).
+const MAX_BODY_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
