@@ -15,12 +15,7 @@ if [ $# -eq 0 ]; then
 fi
 summaries=target/bench-summary
 
-splice() { # file, start marker, end marker, replacement file
-  awk -v start="$2" -v end="$3" -v repl="$4" '
-    $0 ~ start { print; while ((getline line < repl) > 0) print line; skip = 1; next }
-    $0 ~ end   { skip = 0 }
-    !skip' "$1" > "$1.tmp" && mv "$1.tmp" "$1"
-}
+. scripts/splice.sh
 
 for id in "$@"; do
   rm -f "$summaries/$id.md"

@@ -25,12 +25,7 @@ cargo build --release -p lab
 machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 stamp="$(date -u +%Y-%m-%d)"
 
-splice() { # file, start marker, end marker, replacement file
-  awk -v start="$2" -v end="$3" -v repl="$4" '
-    $0 ~ start { print; while ((getline line < repl) > 0) print line; skip = 1; next }
-    $0 ~ end   { skip = 0 }
-    !skip' "$1" > "$1.tmp" && mv "$1.tmp" "$1"
-}
+. scripts/splice.sh
 
 for dir in "$out"/*/; do
   id=$(basename "$dir")

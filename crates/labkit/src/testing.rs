@@ -118,17 +118,9 @@ pub async fn smoke_run_with(
     t: &TestCtx,
     load: crate::LoadKnobs,
 ) -> crate::Report {
-    let outcome = crate::run_lab(
-        lab,
-        &t.backends,
-        RunOptions {
-            scale: Scale::Smoke,
-            load,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{} at smoke scale failed: {e:#}", lab.id()));
+    let outcome = crate::run_lab(lab, &t.backends, smoke(load))
+        .await
+        .unwrap_or_else(|e| panic!("{} at smoke scale failed: {e:#}", lab.id()));
     let report = outcome.report;
     assert!(
         !lab.finding_keys().is_empty(),
@@ -152,6 +144,15 @@ pub async fn smoke_run_with(
         }
     }
     report
+}
+
+/// The options of a smoke run, as `lab run <id> --scale smoke` with these knobs.
+fn smoke(load: crate::LoadKnobs) -> RunOptions {
+    RunOptions {
+        scale: Scale::Smoke,
+        load,
+        ..RunOptions::default()
+    }
 }
 
 /// The labkit server directories (`/tmp/labkit-*`) this process started: their `owner.pid`
@@ -204,14 +205,7 @@ pub async fn interrupt_when(
 ) -> std::collections::BTreeSet<std::path::PathBuf> {
     use std::time::Duration;
     let before = my_server_dirs();
-    let run = crate::run_lab(
-        lab,
-        &t.backends,
-        RunOptions {
-            scale: Scale::Smoke,
-            ..RunOptions::default()
-        },
-    );
+    let run = crate::run_lab(lab, &t.backends, smoke(crate::LoadKnobs::default()));
     let mut seen = std::collections::BTreeSet::new();
     let watch = async {
         loop {

@@ -296,37 +296,65 @@ impl LocalPostgres {
         bins: &LocalBins,
         opts: &PostgresOptions,
     ) -> Result<Self, BackendError> {
+        Self::launch(
+            "postgres",
+            bins,
+            Home::Temp("pg"),
+            opts.settings.clone(),
+            initdb,
+        )
+        .await
+    }
+
+    /// Make a data dir with `prepare` (initdb, pg_basebackup: blocking work, kept off the
+    /// async worker threads) in `home`, start the postmaster on a free port with `settings`,
+    /// and wait until it accepts connections. Every way of getting a cluster goes through here.
+    async fn launch(
+        what: &'static str,
+        bins: &LocalBins,
+        home: Home,
+        settings: Vec<(String, String)>,
+        prepare: impl FnOnce(&LocalBins, &Path, Option<&User>) -> Result<(), BackendError>
+        + Send
+        + 'static,
+    ) -> Result<Self, BackendError> {
         let bins = bins.clone();
-        let settings = opts.settings.clone();
-        // initdb and the spawn are blocking work; keep them off the async worker threads.
         let mut this = tokio::task::spawn_blocking(move || {
-            let mut this = Self::init(&bins, settings)?;
+            let user = unprivileged_user();
+            let (dir, kept) = match home {
+                Home::Temp(name) => (Some(private_dir(name, user.as_ref())?), None),
+                Home::Kept(path) => {
+                    fs::create_dir_all(&path).map_err(|e| start_err(what, e))?;
+                    make_private(&path, user.as_ref())?;
+                    (None, Some(path))
+                }
+            };
+            let data = dir
+                .as_ref()
+                .map(|d| d.path().to_path_buf())
+                .or_else(|| kept.clone())
+                .unwrap_or_default()
+                .join("data");
+            let t0 = Instant::now();
+            prepare(&bins, &data, user.as_ref())?;
+            let mut this = Self {
+                child: None,
+                dir,
+                kept,
+                port: free_port().map_err(|e| start_err(what, e))?,
+                init_time: t0.elapsed(),
+                ready_time: Duration::ZERO,
+                bins,
+                user,
+                settings,
+            };
             this.spawn()?;
             Ok::<_, BackendError>(this)
         })
         .await
-        .map_err(|e| start_err("postgres", e))??;
+        .map_err(|e| start_err(what, e))??;
         this.wait_ready().await?;
         Ok(this)
-    }
-
-    fn init(bins: &LocalBins, settings: Vec<(String, String)>) -> Result<Self, BackendError> {
-        let user = unprivileged_user();
-        let dir = private_dir("pg", user.as_ref())?;
-        let data = dir.path().join("data");
-        let t0 = Instant::now();
-        initdb(bins, &data, user.as_ref())?;
-        Ok(Self {
-            child: None,
-            dir: Some(dir),
-            kept: None,
-            port: free_port().map_err(|e| start_err("postgres", e))?,
-            init_time: t0.elapsed(),
-            ready_time: Duration::ZERO,
-            bins: bins.clone(),
-            user,
-            settings,
-        })
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -353,46 +381,18 @@ impl LocalPostgres {
         home: &Path,
         opts: &PostgresOptions,
     ) -> Result<Self, BackendError> {
-        let bins = bins.clone();
-        let home = home.to_path_buf();
         let settings = [("unix_socket_directories".to_string(), String::new())]
             .into_iter()
             .chain(opts.settings.iter().cloned())
             .collect();
-        let mut this = tokio::task::spawn_blocking(move || {
-            let user = unprivileged_user();
-            let data = home.join("data");
-            let t0 = Instant::now();
-            if !data.join("PG_VERSION").is_file() {
-                fs::create_dir_all(&data).map_err(|e| start_err("postgres", e))?;
-                for dir in [&home, &data] {
-                    if let Some(u) = &user {
-                        nix::unistd::chown(dir, Some(u.uid), Some(u.gid))
-                            .map_err(|e| start_err("postgres", format!("chown: {e}")))?;
-                    }
-                }
-                fs::set_permissions(&data, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| start_err("postgres", e))?;
-                initdb(&bins, &data, user.as_ref())?;
+        let home = Home::Kept(home.to_path_buf());
+        Self::launch("postgres", bins, home, settings, |bins, data, user| {
+            if data.join("PG_VERSION").is_file() {
+                return Ok(());
             }
-            let mut this = Self {
-                child: None,
-                dir: None,
-                kept: Some(home),
-                port: free_port().map_err(|e| start_err("postgres", e))?,
-                init_time: t0.elapsed(),
-                ready_time: Duration::ZERO,
-                bins,
-                user,
-                settings,
-            };
-            this.spawn()?;
-            Ok::<_, BackendError>(this)
+            initdb(bins, data, user)
         })
         .await
-        .map_err(|e| start_err("postgres", e))??;
-        this.wait_ready().await?;
-        Ok(this)
     }
 
     /// Start the postmaster on this cluster's data dir and port (blocking; no wait).
@@ -534,20 +534,19 @@ impl LocalPostgres {
         primary_port: u16,
         opts: &PostgresOptions,
     ) -> Result<Self, BackendError> {
-        let bins = bins.clone();
-        let settings = opts.settings.clone();
-        let mut this = tokio::task::spawn_blocking(move || {
-            let user = unprivileged_user();
-            let dir = private_dir("standby", user.as_ref())?;
-            let t0 = Instant::now();
+        let settings = [("hot_standby".to_string(), "on".to_string())]
+            .into_iter()
+            .chain(opts.settings.iter().cloned())
+            .collect();
+        let backup = move |bins: &LocalBins, data: &Path, user: Option<&User>| {
             let mut backup = Command::new(bins.pg_bin_dir.join("pg_basebackup"));
             backup
                 .arg("-D")
-                .arg(dir.path().join("data"))
+                .arg(data)
                 .args(["-h", "127.0.0.1", "-p", &primary_port.to_string()])
                 .args(["-U", "postgres", "-R", "-X", "stream", "-c", "fast"])
                 .stdin(Stdio::null());
-            as_user(&mut backup, user.as_ref());
+            as_user(&mut backup, user);
             let out = backup.output().map_err(|e| start_err("standby", e))?;
             if !out.status.success() {
                 return Err(start_err(
@@ -558,28 +557,18 @@ impl LocalPostgres {
                     ),
                 ));
             }
-            let mut this = Self {
-                child: None,
-                dir: Some(dir),
-                kept: None,
-                port: free_port().map_err(|e| start_err("standby", e))?,
-                init_time: t0.elapsed(),
-                ready_time: Duration::ZERO,
-                bins,
-                user,
-                settings: [("hot_standby".to_string(), "on".to_string())]
-                    .into_iter()
-                    .chain(settings)
-                    .collect(),
-            };
-            this.spawn()?;
-            Ok::<_, BackendError>(this)
-        })
-        .await
-        .map_err(|e| start_err("standby", e))??;
-        this.wait_ready().await?;
-        Ok(this)
+            Ok(())
+        };
+        Self::launch("standby", bins, Home::Temp("standby"), settings, backup).await
     }
+}
+
+/// Where a cluster's `data/` and `postgres.log` live.
+enum Home {
+    /// A new private temp dir named after this, deleted on drop.
+    Temp(&'static str),
+    /// This dir, created if missing and kept on drop.
+    Kept(PathBuf),
 }
 
 /// `initdb` into `data`, as `user` (trust auth, UTF8, C locale, no fsync).
@@ -621,13 +610,18 @@ fn as_user(cmd: &mut Command, user: Option<&User>) {
 /// A fresh temp dir owned by the server's user and private to it (Postgres checks both).
 fn private_dir(what: &str, user: Option<&User>) -> Result<tempfile::TempDir, BackendError> {
     let dir = make_dir(what).map_err(|e| start_err("postgres", e))?;
-    if let Some(u) = user {
-        nix::unistd::chown(dir.path(), Some(u.uid), Some(u.gid))
-            .map_err(|e| start_err("postgres", format!("chown temp dir: {e}")))?;
-    }
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
-        .map_err(|e| start_err("postgres", e))?;
+    make_private(dir.path(), user)?;
     Ok(dir)
+}
+
+/// Owned by the server's user and closed to everyone else (Postgres insists on 0700).
+fn make_private(dir: &Path, user: Option<&User>) -> Result<(), BackendError> {
+    if let Some(u) = user {
+        nix::unistd::chown(dir, Some(u.uid), Some(u.gid))
+            .map_err(|e| start_err("postgres", format!("chown {}: {e}", dir.display())))?;
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| start_err("postgres", e))
 }
 
 impl Drop for LocalPostgres {
